@@ -1,0 +1,13 @@
+//! The `tlog.v1` wire contract: messages and gRPC stubs generated from
+//! `proto/tlog/v1/log.proto`.
+//!
+//! The `.proto` file is the documentation of record: it defines the exact
+//! bytes a submitter signs and the exact bytes that become a Merkle leaf.
+//! This crate only compiles it; behaviour lives in `verifier` (formats and
+//! checks) and `log-server` (sequencing and storage).
+
+/// Version 1 of the log protocol.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    tonic::include_proto!("tlog.v1");
+}

@@ -1,0 +1,430 @@
+//! Signed events and log entries: what a submitter signs, what the log
+//! checks before it stores anything, and what a leaf is.
+//!
+//! - A submitter signs `"tlog.v1 event\n" || key_id || "\n" || event` with
+//!   Ed25519, where `event` is the encoded [`Event`] (see
+//!   [`event_signing_message`]).
+//! - A reviewer signs `"tlog.v1 review\n" || version || "\n" || sha256`
+//!   (see [`review_signing_message`]).
+//! - A leaf is a [`LogEntry`] encoded by the log with fields in field-number
+//!   order. [`decode_entry`] refuses bytes that are not in that form, so
+//!   every accepted entry has exactly one encoding.
+//!
+//! The rules in [`check_event`] are the log's admission rules: the server
+//! applies them before storing, and an auditor re-applies them to every
+//! entry it replays.
+
+use crate::keys::{KeyRing, SigningKey};
+use crate::proto::{event::Kind, CodeRelease, DataFlow, Event, Location, LogEntry, SignedEvent};
+use crate::tiles::MAX_ENTRY_SIZE;
+use prost::Message;
+use sha2::{Digest as _, Sha256};
+
+/// Context string of the submitter's signature.
+pub const EVENT_CONTEXT: &[u8] = b"tlog.v1 event\n";
+/// Context string of a reviewer's attestation signature.
+pub const REVIEW_CONTEXT: &[u8] = b"tlog.v1 review\n";
+/// Context string of the deduplication id.
+const EVENT_ID_CONTEXT: &[u8] = b"tlog.v1 event-id\n";
+
+/// The longest text field the log accepts, in bytes. Generous for names,
+/// identifiers and URLs, and small enough that an entry always fits a tile.
+pub const MAX_TEXT_LEN: usize = 1024;
+/// The most reviewer attestations one release may carry.
+pub const MAX_ATTESTATIONS: usize = 32;
+
+/// The exact bytes a submitter signs: `"tlog.v1 event\n" || key_id || "\n" || event`.
+pub fn event_signing_message(key_id: &str, event: &[u8]) -> Vec<u8> {
+    [EVENT_CONTEXT, key_id.as_bytes(), b"\n", event].concat()
+}
+
+/// The exact bytes a reviewer signs: `"tlog.v1 review\n" || version || "\n" || sha256`.
+pub fn review_signing_message(version: &str, artifact_sha256: &[u8]) -> Vec<u8> {
+    [REVIEW_CONTEXT, version.as_bytes(), b"\n", artifact_sha256].concat()
+}
+
+/// Encodes and signs `event` as `key`.
+pub fn sign_event(key: &SigningKey, event: &Event) -> SignedEvent {
+    let bytes = event.encode_to_vec();
+    let key_id = key.key_id();
+    let signature = key.sign(&event_signing_message(&key_id, &bytes)).to_vec();
+    SignedEvent {
+        event: bytes,
+        key_id,
+        signature,
+    }
+}
+
+/// The id the log deduplicates on: `SHA-256("tlog.v1 event-id\n" || key_id || "\n" || event)`.
+///
+/// It covers the signer and the event bytes but not the signature, so the
+/// same event re-signed (or signed by a randomised signer) is still one
+/// event.
+pub fn event_id(signed: &SignedEvent) -> [u8; 32] {
+    Sha256::new()
+        .chain_update(EVENT_ID_CONTEXT)
+        .chain_update(signed.key_id.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(&signed.event)
+        .finalize()
+        .into()
+}
+
+/// A malformed field, named by its path in the message (for example
+/// `event.data_flow.destination.region`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// The field's path.
+    pub field: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn field_error(field: impl Into<String>, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Why a submission was refused, sorted by what the submitter should do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SubmissionError {
+    /// The submission is malformed: fix the named field.
+    #[error("invalid {0}")]
+    Invalid(FieldError),
+    /// The key is not one the log accepts submissions from.
+    #[error("key {0} is not on the log's submitter allowlist")]
+    UnknownKey(String),
+    /// The signature does not verify under the named key.
+    #[error("signature does not verify under key {0}")]
+    BadSignature(String),
+}
+
+/// Checks a submission against the admission rules and the allowlist, in
+/// the order that gives the submitter the most useful answer: shape first,
+/// then who signed, then whether the signature holds. Returns the decoded
+/// event.
+pub fn check_submission(signed: &SignedEvent, allowlist: &KeyRing) -> Result<Event, SubmissionError> {
+    if signed.signature.len() != 64 {
+        return Err(SubmissionError::Invalid(field_error(
+            "signature",
+            format!("an Ed25519 signature is 64 bytes, not {}", signed.signature.len()),
+        )));
+    }
+    check_key_id("key_id", &signed.key_id).map_err(SubmissionError::Invalid)?;
+    let event = check_event(&signed.event).map_err(SubmissionError::Invalid)?;
+    let key = allowlist
+        .get(&signed.key_id)
+        .ok_or_else(|| SubmissionError::UnknownKey(signed.key_id.clone()))?;
+    if !key.verify(&event_signing_message(&signed.key_id, &signed.event), &signed.signature) {
+        return Err(SubmissionError::BadSignature(signed.key_id.clone()));
+    }
+    Ok(event)
+}
+
+/// Decodes an encoded [`Event`] and checks every admission rule: required
+/// fields present, text bounded, digests 32 bytes. Returns the event.
+pub fn check_event(bytes: &[u8]) -> Result<Event, FieldError> {
+    if bytes.len() > MAX_ENTRY_SIZE {
+        return Err(field_error(
+            "event",
+            format!("{} bytes; an entry is at most {MAX_ENTRY_SIZE}", bytes.len()),
+        ));
+    }
+    let event = Event::decode(bytes).map_err(|e| field_error("event", format!("not a tlog.v1.Event: {e}")))?;
+    let occurred = event
+        .occurred_at
+        .as_ref()
+        .ok_or_else(|| field_error("event.occurred_at", "required"))?;
+    if occurred.seconds < 0 || !(0..1_000_000_000).contains(&occurred.nanos) {
+        return Err(field_error("event.occurred_at", "not a valid time after 1970"));
+    }
+    match &event.kind {
+        None => return Err(field_error("event.kind", "required: data_flow or code_release")),
+        Some(Kind::DataFlow(flow)) => check_data_flow(flow)?,
+        Some(Kind::CodeRelease(release)) => check_code_release(release)?,
+    }
+    Ok(event)
+}
+
+fn check_data_flow(flow: &DataFlow) -> Result<(), FieldError> {
+    let f = |name: &str| format!("event.data_flow.{name}");
+    required_text(&f("flow_id"), &flow.flow_id)?;
+    required_text(&f("data_category"), &flow.data_category)?;
+    let source = flow.source.as_ref().ok_or_else(|| field_error(f("source"), "required"))?;
+    check_location(&f("source"), source, false)?;
+    let destination = flow
+        .destination
+        .as_ref()
+        .ok_or_else(|| field_error(f("destination"), "required"))?;
+    check_location(&f("destination"), destination, true)?;
+    required_text(&f("purpose"), &flow.purpose)?;
+    required_text(&f("legal_basis"), &flow.legal_basis)?;
+    if flow.record_count == 0 {
+        return Err(field_error(f("record_count"), "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn check_location(path: &str, location: &Location, organisation_required: bool) -> Result<(), FieldError> {
+    required_text(&format!("{path}.system"), &location.system)?;
+    required_text(&format!("{path}.data_centre"), &location.data_centre)?;
+    let region = &location.region;
+    if !(2..=8).contains(&region.len()) || !region.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(field_error(
+            format!("{path}.region"),
+            format!("{region:?} is not 2 to 8 upper-case letters (ISO 3166 or a group such as EU)"),
+        ));
+    }
+    if organisation_required {
+        required_text(&format!("{path}.organisation"), &location.organisation)?;
+    } else {
+        bounded_text(&format!("{path}.organisation"), &location.organisation)?;
+    }
+    Ok(())
+}
+
+fn check_code_release(release: &CodeRelease) -> Result<(), FieldError> {
+    let f = |name: &str| format!("event.code_release.{name}");
+    required_text(&f("artifact_name"), &release.artifact_name)?;
+    required_text(&f("version"), &release.version)?;
+    digest(&f("artifact_sha256"), &release.artifact_sha256)?;
+    required_text(&f("source_repository"), &release.source_repository)?;
+    required_text(&f("source_commit"), &release.source_commit)?;
+    digest(&f("build_provenance_sha256"), &release.build_provenance_sha256)?;
+    required_text(&f("release_channel"), &release.release_channel)?;
+    if release.attestations.len() > MAX_ATTESTATIONS {
+        return Err(field_error(
+            f("attestations"),
+            format!("at most {MAX_ATTESTATIONS} attestations"),
+        ));
+    }
+    for (i, attestation) in release.attestations.iter().enumerate() {
+        let path = f(&format!("attestations[{i}]"));
+        check_key_id(&format!("{path}.reviewer_key_id"), &attestation.reviewer_key_id)?;
+        if attestation.signature.len() != 64 {
+            return Err(field_error(
+                format!("{path}.signature"),
+                "an Ed25519 signature is 64 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn required_text(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.trim().is_empty() {
+        return Err(field_error(field, "required"));
+    }
+    bounded_text(field, value)
+}
+
+fn bounded_text(field: &str, value: &str) -> Result<(), FieldError> {
+    if value.len() > MAX_TEXT_LEN {
+        return Err(field_error(field, format!("longer than {MAX_TEXT_LEN} bytes")));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(field_error(field, "contains a control character"));
+    }
+    Ok(())
+}
+
+fn digest(field: &str, value: &[u8]) -> Result<(), FieldError> {
+    if value.len() != 32 {
+        return Err(field_error(
+            field,
+            format!("a SHA-256 digest is 32 bytes, not {}", value.len()),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the shape of a key id string, `<name>+<8 lower-case hex digits>`.
+fn check_key_id(field: &str, key_id: &str) -> Result<(), FieldError> {
+    let valid = key_id.split_once('+').is_some_and(|(name, id)| {
+        crate::keys::is_valid_key_name(name)
+            && id.len() == 8
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(field_error(field, format!("{key_id:?} is not <name>+<8 hex digits>")))
+    }
+}
+
+/// Encodes the leaf for an accepted submission. Deterministic: the same
+/// submission and time always give the same bytes.
+pub fn encode_entry(signed: &SignedEvent, accepted_at: prost_types::Timestamp) -> Vec<u8> {
+    LogEntry {
+        signed_event: Some(signed.clone()),
+        accepted_at: Some(accepted_at),
+    }
+    .encode_to_vec()
+}
+
+/// Why entry bytes are not a valid log entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryError {
+    /// The bytes do not decode as a `LogEntry`.
+    #[error("not a tlog.v1.LogEntry: {0}")]
+    Decode(String),
+    /// The bytes decode but are not the log's canonical encoding, so the
+    /// log could have served another encoding of the same entry.
+    #[error("entry is not canonically encoded")]
+    NotCanonical,
+    /// A required part is missing.
+    #[error("entry has no {0}")]
+    Missing(&'static str),
+}
+
+/// Decodes entry bytes strictly: they must be exactly what
+/// [`encode_entry`] writes.
+pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, EntryError> {
+    let entry = LogEntry::decode(bytes).map_err(|e| EntryError::Decode(e.to_string()))?;
+    if entry.encode_to_vec() != bytes {
+        return Err(EntryError::NotCanonical);
+    }
+    if entry.signed_event.is_none() {
+        return Err(EntryError::Missing("signed_event"));
+    }
+    if entry.accepted_at.is_none() {
+        return Err(EntryError::Missing("accepted_at"));
+    }
+    Ok(entry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{CodeRelease, ReviewerAttestation};
+
+    fn flow() -> Event {
+        Event {
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            kind: Some(Kind::DataFlow(DataFlow {
+                flow_id: "flow-1".into(),
+                data_category: "eu_user_data".into(),
+                source: Some(Location {
+                    system: "crm".into(),
+                    data_centre: "fra-1".into(),
+                    region: "DE".into(),
+                    organisation: String::new(),
+                }),
+                destination: Some(Location {
+                    system: "warehouse".into(),
+                    data_centre: "dub-2".into(),
+                    region: "IE".into(),
+                    organisation: "Example Ltd".into(),
+                }),
+                purpose: "analytics".into(),
+                legal_basis: "consent".into(),
+                record_count: 10,
+            })),
+        }
+    }
+
+    fn submitter() -> (SigningKey, KeyRing) {
+        let key = SigningKey::from_seed("pipeline", [1; 32]).unwrap();
+        let mut ring = KeyRing::default();
+        ring.insert(key.verifier_key());
+        (key, ring)
+    }
+
+    #[test]
+    fn a_signed_event_passes_and_tampering_fails() {
+        let (key, ring) = submitter();
+        let mut signed = sign_event(&key, &flow());
+        assert_eq!(check_submission(&signed, &ring).unwrap(), flow());
+        signed.event[5] ^= 1;
+        assert!(matches!(
+            check_submission(&signed, &ring),
+            Err(SubmissionError::BadSignature(_) | SubmissionError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let (_, ring) = submitter();
+        let stranger = SigningKey::from_seed("stranger", [2; 32]).unwrap();
+        let signed = sign_event(&stranger, &flow());
+        assert_eq!(
+            check_submission(&signed, &ring),
+            Err(SubmissionError::UnknownKey(stranger.key_id()))
+        );
+    }
+
+    #[test]
+    fn a_signature_under_another_key_id_is_refused() {
+        let (key, mut ring) = submitter();
+        let other = SigningKey::from_seed("other", [3; 32]).unwrap();
+        ring.insert(other.verifier_key());
+        let mut signed = sign_event(&key, &flow());
+        signed.key_id = other.key_id();
+        assert_eq!(
+            check_submission(&signed, &ring),
+            Err(SubmissionError::BadSignature(other.key_id()))
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named() {
+        let mut event = flow();
+        let Some(Kind::DataFlow(f)) = event.kind.as_mut() else { unreachable!() };
+        f.destination.as_mut().unwrap().region = "europe".into();
+        let err = check_event(&event.encode_to_vec()).unwrap_err();
+        assert_eq!(err.field, "event.data_flow.destination.region");
+
+        let release = Event {
+            occurred_at: flow().occurred_at,
+            kind: Some(Kind::CodeRelease(CodeRelease {
+                artifact_name: "app".into(),
+                version: "1.0".into(),
+                artifact_sha256: vec![0; 32],
+                source_repository: "git.example/app".into(),
+                source_commit: "abc".into(),
+                build_provenance_sha256: vec![0; 31],
+                release_channel: "stable".into(),
+                attestations: vec![ReviewerAttestation {
+                    reviewer_key_id: "rev+0000000g".into(),
+                    signature: vec![0; 64],
+                }],
+            })),
+        };
+        let err = check_event(&release.encode_to_vec()).unwrap_err();
+        assert_eq!(err.field, "event.code_release.build_provenance_sha256");
+        assert_eq!(check_event(&[0xff]).unwrap_err().field, "event");
+        let empty = Event::default();
+        assert_eq!(check_event(&empty.encode_to_vec()).unwrap_err().field, "event.occurred_at");
+    }
+
+    #[test]
+    fn entries_decode_only_in_canonical_form() {
+        let (key, _) = submitter();
+        let signed = sign_event(&key, &flow());
+        let bytes = encode_entry(&signed, prost_types::Timestamp { seconds: 5, nanos: 0 });
+        assert_eq!(decode_entry(&bytes).unwrap().signed_event.unwrap(), signed);
+        let mut padded = bytes.clone();
+        padded.extend_from_slice(&[0x18, 0x00]);
+        assert_eq!(decode_entry(&padded), Err(EntryError::NotCanonical));
+        assert!(decode_entry(&bytes[..bytes.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn event_ids_ignore_the_signature_but_not_the_signer() {
+        let (key, _) = submitter();
+        let a = sign_event(&key, &flow());
+        let mut b = a.clone();
+        b.signature = vec![9; 64];
+        assert_eq!(event_id(&a), event_id(&b));
+        b.key_id = "other+00000000".into();
+        assert_ne!(event_id(&a), event_id(&b));
+    }
+}
