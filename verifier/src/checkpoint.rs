@@ -73,7 +73,8 @@ impl Checkpoint {
     /// Signs the body with the log's key, giving the signed note bytes.
     pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
         let signer = key.note_signer();
-        let mut note = Note::new(&self.to_body(), &[]).expect("a checkpoint body is a valid note text");
+        let mut note =
+            Note::new(&self.to_body(), &[]).expect("a checkpoint body is a valid note text");
         note.add_sigs(&[&signer as &dyn signed_note::Signer])
             .expect("an Ed25519 key with a valid name can always sign");
         debug_assert_eq!(signer.name(), key.name());
@@ -97,7 +98,8 @@ impl SignedCheckpoint {
     /// Accepts only a note that re-encodes to the same bytes, carries a
     /// valid signature by `log_key`, and whose origin is `log_key`'s name.
     pub fn verify(note: &[u8], log_key: &VerifierKey) -> Result<Self, CheckpointError> {
-        let parsed = Note::from_bytes(note).map_err(|e| CheckpointError::MalformedNote(e.to_string()))?;
+        let parsed =
+            Note::from_bytes(note).map_err(|e| CheckpointError::MalformedNote(e.to_string()))?;
         if parsed.to_bytes() != note {
             return Err(CheckpointError::MalformedNote(
                 "it does not re-encode to the same bytes".into(),

@@ -107,11 +107,17 @@ pub enum SubmissionError {
 /// the order that gives the submitter the most useful answer: shape first,
 /// then who signed, then whether the signature holds. Returns the decoded
 /// event.
-pub fn check_submission(signed: &SignedEvent, allowlist: &KeyRing) -> Result<Event, SubmissionError> {
+pub fn check_submission(
+    signed: &SignedEvent,
+    allowlist: &KeyRing,
+) -> Result<Event, SubmissionError> {
     if signed.signature.len() != 64 {
         return Err(SubmissionError::Invalid(field_error(
             "signature",
-            format!("an Ed25519 signature is 64 bytes, not {}", signed.signature.len()),
+            format!(
+                "an Ed25519 signature is 64 bytes, not {}",
+                signed.signature.len()
+            ),
         )));
     }
     check_key_id("key_id", &signed.key_id).map_err(SubmissionError::Invalid)?;
@@ -119,7 +125,10 @@ pub fn check_submission(signed: &SignedEvent, allowlist: &KeyRing) -> Result<Eve
     let key = allowlist
         .get(&signed.key_id)
         .ok_or_else(|| SubmissionError::UnknownKey(signed.key_id.clone()))?;
-    if !key.verify(&event_signing_message(&signed.key_id, &signed.event), &signed.signature) {
+    if !key.verify(
+        &event_signing_message(&signed.key_id, &signed.event),
+        &signed.signature,
+    ) {
         return Err(SubmissionError::BadSignature(signed.key_id.clone()));
     }
     Ok(event)
@@ -131,19 +140,31 @@ pub fn check_event(bytes: &[u8]) -> Result<Event, FieldError> {
     if bytes.len() > MAX_ENTRY_SIZE {
         return Err(field_error(
             "event",
-            format!("{} bytes; an entry is at most {MAX_ENTRY_SIZE}", bytes.len()),
+            format!(
+                "{} bytes; an entry is at most {MAX_ENTRY_SIZE}",
+                bytes.len()
+            ),
         ));
     }
-    let event = Event::decode(bytes).map_err(|e| field_error("event", format!("not a tlog.v1.Event: {e}")))?;
+    let event = Event::decode(bytes)
+        .map_err(|e| field_error("event", format!("not a tlog.v1.Event: {e}")))?;
     let occurred = event
         .occurred_at
         .as_ref()
         .ok_or_else(|| field_error("event.occurred_at", "required"))?;
     if occurred.seconds < 0 || !(0..1_000_000_000).contains(&occurred.nanos) {
-        return Err(field_error("event.occurred_at", "not a valid time after 1970"));
+        return Err(field_error(
+            "event.occurred_at",
+            "not a valid time after 1970",
+        ));
     }
     match &event.kind {
-        None => return Err(field_error("event.kind", "required: data_flow or code_release")),
+        None => {
+            return Err(field_error(
+                "event.kind",
+                "required: data_flow or code_release",
+            ))
+        }
         Some(Kind::DataFlow(flow)) => check_data_flow(flow)?,
         Some(Kind::CodeRelease(release)) => check_code_release(release)?,
     }
@@ -154,7 +175,10 @@ fn check_data_flow(flow: &DataFlow) -> Result<(), FieldError> {
     let f = |name: &str| format!("event.data_flow.{name}");
     required_text(&f("flow_id"), &flow.flow_id)?;
     required_text(&f("data_category"), &flow.data_category)?;
-    let source = flow.source.as_ref().ok_or_else(|| field_error(f("source"), "required"))?;
+    let source = flow
+        .source
+        .as_ref()
+        .ok_or_else(|| field_error(f("source"), "required"))?;
     check_location(&f("source"), source, false)?;
     let destination = flow
         .destination
@@ -169,7 +193,11 @@ fn check_data_flow(flow: &DataFlow) -> Result<(), FieldError> {
     Ok(())
 }
 
-fn check_location(path: &str, location: &Location, organisation_required: bool) -> Result<(), FieldError> {
+fn check_location(
+    path: &str,
+    location: &Location,
+    organisation_required: bool,
+) -> Result<(), FieldError> {
     required_text(&format!("{path}.system"), &location.system)?;
     required_text(&format!("{path}.data_centre"), &location.data_centre)?;
     let region = &location.region;
@@ -194,7 +222,10 @@ fn check_code_release(release: &CodeRelease) -> Result<(), FieldError> {
     digest(&f("artifact_sha256"), &release.artifact_sha256)?;
     required_text(&f("source_repository"), &release.source_repository)?;
     required_text(&f("source_commit"), &release.source_commit)?;
-    digest(&f("build_provenance_sha256"), &release.build_provenance_sha256)?;
+    digest(
+        &f("build_provenance_sha256"),
+        &release.build_provenance_sha256,
+    )?;
     required_text(&f("release_channel"), &release.release_channel)?;
     if release.attestations.len() > MAX_ATTESTATIONS {
         return Err(field_error(
@@ -204,7 +235,10 @@ fn check_code_release(release: &CodeRelease) -> Result<(), FieldError> {
     }
     for (i, attestation) in release.attestations.iter().enumerate() {
         let path = f(&format!("attestations[{i}]"));
-        check_key_id(&format!("{path}.reviewer_key_id"), &attestation.reviewer_key_id)?;
+        check_key_id(
+            &format!("{path}.reviewer_key_id"),
+            &attestation.reviewer_key_id,
+        )?;
         if attestation.signature.len() != 64 {
             return Err(field_error(
                 format!("{path}.signature"),
@@ -224,7 +258,10 @@ fn required_text(field: &str, value: &str) -> Result<(), FieldError> {
 
 fn bounded_text(field: &str, value: &str) -> Result<(), FieldError> {
     if value.len() > MAX_TEXT_LEN {
-        return Err(field_error(field, format!("longer than {MAX_TEXT_LEN} bytes")));
+        return Err(field_error(
+            field,
+            format!("longer than {MAX_TEXT_LEN} bytes"),
+        ));
     }
     if value.chars().any(char::is_control) {
         return Err(field_error(field, "contains a control character"));
@@ -252,7 +289,10 @@ fn check_key_id(field: &str, key_id: &str) -> Result<(), FieldError> {
     if valid {
         Ok(())
     } else {
-        Err(field_error(field, format!("{key_id:?} is not <name>+<8 hex digits>")))
+        Err(field_error(
+            field,
+            format!("{key_id:?} is not <name>+<8 hex digits>"),
+        ))
     }
 }
 
@@ -377,7 +417,9 @@ mod tests {
     #[test]
     fn missing_fields_are_named() {
         let mut event = flow();
-        let Some(Kind::DataFlow(f)) = event.kind.as_mut() else { unreachable!() };
+        let Some(Kind::DataFlow(f)) = event.kind.as_mut() else {
+            unreachable!()
+        };
         f.destination.as_mut().unwrap().region = "europe".into();
         let err = check_event(&event.encode_to_vec()).unwrap_err();
         assert_eq!(err.field, "event.data_flow.destination.region");
@@ -402,14 +444,23 @@ mod tests {
         assert_eq!(err.field, "event.code_release.build_provenance_sha256");
         assert_eq!(check_event(&[0xff]).unwrap_err().field, "event");
         let empty = Event::default();
-        assert_eq!(check_event(&empty.encode_to_vec()).unwrap_err().field, "event.occurred_at");
+        assert_eq!(
+            check_event(&empty.encode_to_vec()).unwrap_err().field,
+            "event.occurred_at"
+        );
     }
 
     #[test]
     fn entries_decode_only_in_canonical_form() {
         let (key, _) = submitter();
         let signed = sign_event(&key, &flow());
-        let bytes = encode_entry(&signed, prost_types::Timestamp { seconds: 5, nanos: 0 });
+        let bytes = encode_entry(
+            &signed,
+            prost_types::Timestamp {
+                seconds: 5,
+                nanos: 0,
+            },
+        );
         assert_eq!(decode_entry(&bytes).unwrap().signed_event.unwrap(), signed);
         let mut padded = bytes.clone();
         padded.extend_from_slice(&[0x18, 0x00]);

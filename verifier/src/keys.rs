@@ -87,7 +87,10 @@ impl SigningKey {
     /// reference vectors.
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<Self, KeyError> {
         if !is_valid_key_name(name) {
-            return Err(malformed("key name", format!("{name:?} is empty or has a space or '+'")));
+            return Err(malformed(
+                "key name",
+                format!("{name:?} is empty or has a space or '+'"),
+            ));
         }
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let id = key_id(name, &key.verifying_key());
@@ -123,7 +126,10 @@ impl SigningKey {
         };
         let key = Self::from_seed(name, seed)?;
         if format!("{:08x}", key.id) != id_hex {
-            return Err(malformed(WHAT, format!("key id {id_hex} does not match the key")));
+            return Err(malformed(
+                WHAT,
+                format!("key id {id_hex} does not match the key"),
+            ));
         }
         Ok(key)
     }
@@ -207,7 +213,10 @@ impl VerifierKey {
             .map_err(|_| malformed(WHAT, "not a valid Ed25519 point"))?;
         let id = key_id(name, &key);
         if id_hex.len() != 8 || format!("{id:08x}") != id_hex {
-            return Err(malformed(WHAT, format!("key id {id_hex} does not match the key")));
+            return Err(malformed(
+                WHAT,
+                format!("key id {id_hex} does not match the key"),
+            ));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -336,7 +345,10 @@ mod tests {
 
     #[test]
     fn a_key_with_the_wrong_id_is_refused() {
-        let vkey = SigningKey::generate("a").unwrap().verifier_key().to_string();
+        let vkey = SigningKey::generate("a")
+            .unwrap()
+            .verifier_key()
+            .to_string();
         let (_, rest) = vkey.split_once('+').unwrap();
         let (_, key) = rest.split_once('+').unwrap();
         assert!(VerifierKey::parse(&format!("a+00000000+{key}")).is_err());
@@ -352,15 +364,23 @@ mod tests {
         let vkey = key.verifier_key();
         assert_eq!(VerifierKey::parse(&vkey.to_string()).unwrap(), vkey);
         let signer = key.to_signer_string();
-        assert_eq!(SigningKey::parse(&signer).unwrap().to_signer_string(), signer);
+        assert_eq!(
+            SigningKey::parse(&signer).unwrap().to_signer_string(),
+            signer
+        );
     }
 
     #[test]
     fn key_ring_names_the_bad_line() {
-        let good = SigningKey::generate("s").unwrap().verifier_key().to_string();
+        let good = SigningKey::generate("s")
+            .unwrap()
+            .verifier_key()
+            .to_string();
         let ring = KeyRing::parse(&format!("# submitters\n\n{good}\n")).unwrap();
         assert_eq!(ring.len(), 1);
-        assert!(ring.get(&VerifierKey::parse(&good).unwrap().key_id()).is_some());
+        assert!(ring
+            .get(&VerifierKey::parse(&good).unwrap().key_id())
+            .is_some());
         let err = KeyRing::parse(&format!("{good}\nnot-a-key\n")).unwrap_err();
         assert!(matches!(err, KeyError::BadLine { line: 2, .. }), "{err}");
     }

@@ -44,7 +44,9 @@ pub enum ProofError {
         new_size: u64,
     },
     /// The inclusion proof does not lead from the leaf to the root.
-    #[error("inclusion proof for index {index} does not match the root of the tree of size {size}")]
+    #[error(
+        "inclusion proof for index {index} does not match the root of the tree of size {size}"
+    )]
     Inclusion {
         /// The claimed leaf index.
         index: u64,
@@ -199,7 +201,9 @@ mod tests {
     use super::*;
 
     fn leaves(n: u64) -> Vec<Hash> {
-        (0..n).map(|i| leaf_hash(format!("leaf {i}").as_bytes())).collect()
+        (0..n)
+            .map(|i| leaf_hash(format!("leaf {i}").as_bytes()))
+            .collect()
     }
 
     /// RFC 9162 §2.1.1 MTH, written recursively from the definition.

@@ -188,7 +188,11 @@ mod tests {
         assert_eq!(store, all);
         assert_eq!(batched.root(), one_go.root());
         assert_eq!(store[&(1, 0)].len(), 256 * 32);
-        assert_eq!(store[&(2, 0)].len(), 32, "70,000 leaves complete one level-16 subtree");
+        assert_eq!(
+            store[&(2, 0)].len(),
+            32,
+            "70,000 leaves complete one level-16 subtree"
+        );
         assert_eq!(store[&(0, 273)].len(), (70_000 % 256) * 32);
     }
 

@@ -221,9 +221,8 @@ fn tiles_covering(count: u64) -> impl Iterator<Item = TileId> {
 
 /// Parses a canonical decimal: digits only, no sign, no leading zeros.
 fn parse_decimal<T: std::str::FromStr>(s: &str) -> Option<T> {
-    let canonical = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()
 }
 
@@ -275,7 +274,9 @@ pub fn decode_entry_bundle(mut bundle: &[u8]) -> Result<Vec<&[u8]>, BundleError>
         if entries.len() as u64 == TILE_WIDTH {
             return Err(BundleError::TooManyEntries);
         }
-        let (len, rest) = bundle.split_first_chunk::<2>().ok_or(BundleError::Truncated)?;
+        let (len, rest) = bundle
+            .split_first_chunk::<2>()
+            .ok_or(BundleError::Truncated)?;
         let len = usize::from(u16::from_be_bytes(*len));
         if rest.len() < len {
             return Err(BundleError::Truncated);
@@ -332,10 +333,9 @@ impl<S: HashTileSource> HashReader for TiledHashReader<'_, S> {
                 let first = n << k;
                 let key = (tile_level, first / TILE_WIDTH);
                 if cache.as_ref().map(|(k, _)| *k) != Some(key) {
-                    let data = self
-                        .source
-                        .hash_tile(key.0, key.1)
-                        .map_err(|e| tlog_tiles::Error::InvalidInput(format!("reading tile: {e}")))?;
+                    let data = self.source.hash_tile(key.0, key.1).map_err(|e| {
+                        tlog_tiles::Error::InvalidInput(format!("reading tile: {e}"))
+                    })?;
                     cache = Some((key, data));
                 }
                 let data = &cache.as_ref().expect("just filled").1;
@@ -375,7 +375,10 @@ mod tests {
         assert_eq!(tile(h(0), 0, 256).path(), "tile/0/000");
         assert_eq!(tile(h(1), 1_234_067, 256).path(), "tile/1/x001/x234/067");
         assert_eq!(tile(h(2), 1000, 5).path(), "tile/2/x001/000.p/5");
-        assert_eq!(tile(TileKind::Entries, 3, 232).path(), "tile/entries/003.p/232");
+        assert_eq!(
+            tile(TileKind::Entries, 3, 232).path(),
+            "tile/entries/003.p/232"
+        );
         for t in [
             tile(h(0), 0, 256),
             tile(h(3), 1_234_067, 17),
@@ -408,7 +411,10 @@ mod tests {
 
     #[test]
     fn all_tiles_of_a_tree_are_listed_once() {
-        let paths: Vec<String> = TileId::all_for_size(1000).iter().map(TileId::path).collect();
+        let paths: Vec<String> = TileId::all_for_size(1000)
+            .iter()
+            .map(TileId::path)
+            .collect();
         assert_eq!(
             paths,
             [
@@ -424,10 +430,16 @@ mod tests {
             ]
         );
         assert!(TileId::all_for_size(0).is_empty());
-        assert_eq!(TileId::hash_tile_in_tree(1, 0, 1000).map(|t| t.width), Some(3));
+        assert_eq!(
+            TileId::hash_tile_in_tree(1, 0, 1000).map(|t| t.width),
+            Some(3)
+        );
         assert_eq!(TileId::hash_tile_in_tree(1, 1, 1000), None);
         assert_eq!(TileId::hash_tile_in_tree(2, 0, 1000), None);
-        assert_eq!(TileId::entry_bundle_in_tree(3, 1000).map(|t| t.width), Some(232));
+        assert_eq!(
+            TileId::entry_bundle_in_tree(3, 1000).map(|t| t.width),
+            Some(232)
+        );
     }
 
     #[test]
@@ -436,7 +448,10 @@ mod tests {
         let bundle = encode_entry_bundle(&entries).unwrap();
         assert_eq!(&bundle[..3], &[0, 1, b'a']);
         assert_eq!(decode_entry_bundle(&bundle).unwrap(), entries);
-        assert_eq!(decode_entry_bundle(&bundle[..bundle.len() - 1]), Err(BundleError::Truncated));
+        assert_eq!(
+            decode_entry_bundle(&bundle[..bundle.len() - 1]),
+            Err(BundleError::Truncated)
+        );
         assert_eq!(decode_entry_bundle(&[0]), Err(BundleError::Truncated));
         assert!(encode_entry_bundle(&[vec![0u8; 65_536]]).is_err());
         assert!(encode_entry_bundle(&[vec![0u8; 65_535]]).is_ok());

@@ -1,0 +1,293 @@
+//! The `tlog.v1.Log` gRPC service.
+//!
+//! Every error names what the caller should do. INVALID_ARGUMENT,
+//! UNAUTHENTICATED and PERMISSION_DENIED mean "fix the request" and name
+//! the field or key; RESOURCE_EXHAUSTED and UNAVAILABLE mean "retry later";
+//! OUT_OF_RANGE and NOT_FOUND mean the log does not (yet) hold what was
+//! asked; INTERNAL means the operator has a storage problem.
+
+use crate::log::{Log, ReadError};
+use crate::sequencer::{SequenceError, Sequenced, Sequencer, Submission};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use verifier::event::{check_submission, event_id, SubmissionError};
+use verifier::keys::KeyRing;
+use verifier::merkle::leaf_hash;
+use verifier::proto::{
+    self, append_result, get_inclusion_proof_request::Leaf, AppendBatchRequest,
+    AppendBatchResponse, AppendError, AppendRequest, AppendResponse, AppendResult,
+    GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntriesRequest, GetInclusionProofRequest,
+    GetInclusionProofResponse, LeafEntry, SignedEvent,
+};
+
+/// The most events one `AppendBatch` may carry.
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+/// Entries read from storage per step of a `GetEntries` stream.
+const ENTRIES_CHUNK: u64 = 256;
+
+/// The gRPC face of one log.
+#[derive(Clone)]
+pub struct LogService {
+    log: Arc<Log>,
+    sequencer: Arc<Sequencer>,
+    allowlist: Arc<KeyRing>,
+}
+
+impl LogService {
+    /// A service over `log`, appending through `sequencer`, accepting
+    /// submissions signed by keys in `allowlist`.
+    pub fn new(log: Arc<Log>, sequencer: Arc<Sequencer>, allowlist: Arc<KeyRing>) -> Self {
+        Self {
+            log,
+            sequencer,
+            allowlist,
+        }
+    }
+
+    /// Validates and queues one submission; the receiver yields its fate.
+    fn enqueue(
+        &self,
+        signed: SignedEvent,
+    ) -> Result<oneshot::Receiver<Result<Sequenced, SequenceError>>, Status> {
+        check_submission(&signed, &self.allowlist).map_err(submission_status)?;
+        let (reply, rx) = oneshot::channel();
+        let event_id = event_id(&signed);
+        self.sequencer
+            .submit(Submission {
+                signed,
+                event_id,
+                reply,
+            })
+            .map_err(sequence_status)?;
+        Ok(rx)
+    }
+
+    /// Waits for a queued submission and proves its inclusion.
+    async fn complete(
+        &self,
+        rx: oneshot::Receiver<Result<Sequenced, SequenceError>>,
+    ) -> Result<AppendResponse, Status> {
+        let sequenced = rx
+            .await
+            .map_err(|_| Status::unavailable("the sequencer stopped before answering"))?
+            .map_err(sequence_status)?;
+        let checkpoint = &sequenced.checkpoint;
+        let proof = self
+            .log
+            .inclusion_proof(sequenced.index, checkpoint.size)
+            .map_err(read_status)?;
+        Ok(AppendResponse {
+            index: sequenced.index,
+            leaf_hash: sequenced.leaf_hash.0.to_vec(),
+            checkpoint: checkpoint.note.clone(),
+            inclusion_proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            duplicate: sequenced.duplicate,
+        })
+    }
+}
+
+type EntryStream = Pin<Box<dyn Stream<Item = Result<LeafEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl proto::log_server::Log for LogService {
+    async fn append(
+        &self,
+        request: Request<AppendRequest>,
+    ) -> Result<Response<AppendResponse>, Status> {
+        let signed = request
+            .into_inner()
+            .event
+            .ok_or_else(|| Status::invalid_argument("event: required"))?;
+        let rx = self.enqueue(signed)?;
+        Ok(Response::new(self.complete(rx).await?))
+    }
+
+    async fn append_batch(
+        &self,
+        request: Request<AppendBatchRequest>,
+    ) -> Result<Response<AppendBatchResponse>, Status> {
+        let events = request.into_inner().events;
+        if events.len() > MAX_BATCH_EVENTS {
+            return Err(Status::invalid_argument(format!(
+                "events: {} events; at most {MAX_BATCH_EVENTS} per batch",
+                events.len()
+            )));
+        }
+        let service = self.clone();
+        let queued: Vec<_> = tokio::task::spawn_blocking(move || {
+            events.into_iter().map(|e| service.enqueue(e)).collect()
+        })
+        .await
+        .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        let mut results = Vec::with_capacity(queued.len());
+        for outcome in queued {
+            let outcome = match outcome {
+                Ok(rx) => self.complete(rx).await,
+                Err(status) => Err(status),
+            };
+            results.push(AppendResult {
+                result: Some(match outcome {
+                    Ok(appended) => append_result::Result::Appended(appended),
+                    Err(status) => append_result::Result::Error(AppendError {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                }),
+            });
+        }
+        Ok(Response::new(AppendBatchResponse { results }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        _request: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        Ok(Response::new(GetCheckpointResponse {
+            checkpoint: self.log.latest().note.clone(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let request = request.into_inner();
+        let latest = self.log.latest();
+        let tree_size = if request.tree_size == 0 {
+            latest.size
+        } else {
+            request.tree_size
+        };
+        let index = match request.leaf {
+            None => return Err(Status::invalid_argument("leaf: set index or leaf_hash")),
+            Some(Leaf::Index(index)) => index,
+            Some(Leaf::LeafHash(hash)) => {
+                let hash: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
+                    Status::invalid_argument(format!(
+                        "leaf_hash: {} bytes; a leaf hash is 32",
+                        hash.len()
+                    ))
+                })?;
+                self.log
+                    .index_of_leaf(&hash)
+                    .map_err(read_status)?
+                    .ok_or_else(|| Status::not_found("leaf_hash: no entry with this leaf hash"))?
+            }
+        };
+        let proof = self
+            .log
+            .inclusion_proof(index, tree_size)
+            .map_err(read_status)?;
+        let entry = self.log.entries(index, index + 1).map_err(read_status)?;
+        Ok(Response::new(GetInclusionProofResponse {
+            index,
+            tree_size,
+            leaf_hash: leaf_hash(&entry[0]).0.to_vec(),
+            proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+            checkpoint: latest.note.clone(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let request = request.into_inner();
+        let new_size = if request.new_size == 0 {
+            self.log.latest().size
+        } else {
+            request.new_size
+        };
+        let proof = self
+            .log
+            .consistency_proof(request.old_size, new_size)
+            .map_err(read_status)?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            old_size: request.old_size,
+            new_size,
+            proof: proof.iter().map(|h| h.0.to_vec()).collect(),
+        }))
+    }
+
+    type GetEntriesStream = EntryStream;
+
+    async fn get_entries(
+        &self,
+        request: Request<GetEntriesRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        let request = request.into_inner();
+        let size = self.log.latest().size;
+        if request.start > request.end {
+            return Err(Status::invalid_argument(format!(
+                "end: {} is before start {}",
+                request.end, request.start
+            )));
+        }
+        if request.start > size {
+            return Err(Status::out_of_range(format!(
+                "start: {} is beyond the latest checkpoint's size {size}",
+                request.start
+            )));
+        }
+        let end = request.end.min(size);
+        let log = Arc::clone(&self.log);
+        let (tx, rx) = tokio::sync::mpsc::channel(ENTRIES_CHUNK as usize);
+        tokio::spawn(async move {
+            let mut start = request.start;
+            while start < end {
+                let chunk_end = (start + ENTRIES_CHUNK).min(end);
+                let chunk = match log.entries(start, chunk_end) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        let _ = tx.send(Err(read_status(e))).await;
+                        return;
+                    }
+                };
+                for (index, data) in (start..).zip(chunk) {
+                    if tx.send(Ok(LeafEntry { index, data })).await.is_err() {
+                        return;
+                    }
+                }
+                start = chunk_end;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+fn submission_status(error: SubmissionError) -> Status {
+    match error {
+        SubmissionError::Invalid(field) => Status::invalid_argument(field.to_string()),
+        SubmissionError::UnknownKey(key) => Status::permission_denied(format!(
+            "key_id: {key} is not on the log's submitter allowlist"
+        )),
+        SubmissionError::BadSignature(key) => {
+            Status::unauthenticated(format!("signature: does not verify under key {key}"))
+        }
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
+fn sequence_status(error: SequenceError) -> Status {
+    match error {
+        SequenceError::QueueFull => Status::resource_exhausted(error.to_string()),
+        other => Status::unavailable(other.to_string()),
+    }
+}
+
+fn read_status(error: ReadError) -> Status {
+    match error {
+        ReadError::OutOfRange(message) => Status::out_of_range(message),
+        ReadError::NotFound(message) => Status::not_found(message),
+        ReadError::Storage(e) => {
+            tracing::error!(error = %e, "storage read failed");
+            Status::internal("storage error; the operator has been told")
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The log operator's server.
+//!
+//! It validates and sequences signed events, stores them durably, signs
+//! C2SP checkpoints, and serves gRPC and C2SP tiles on one port. Every
+//! format it speaks comes from the `verifier` crate: the server never
+//! re-implements what an outside party checks.
+//!
+//! Modules, in the order a submission meets them: [`grpc`] validates it,
+//! [`sequencer`] integrates it into [`storage`], [`log`] proves and serves
+//! it, [`http`] serves the tiles; [`data_dir`] and [`server`] set it all up.
+
+pub mod data_dir;
+pub mod grpc;
+pub mod http;
+pub mod log;
+pub mod sequencer;
+pub mod server;
+pub mod storage;

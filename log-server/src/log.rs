@@ -1,0 +1,208 @@
+//! The read side of the log: the latest published checkpoint, proofs and
+//! tiles, all answered from storage.
+//!
+//! Readers never see more than the latest *published* checkpoint, which
+//! the sequencer only publishes after the batch behind it is durable. So a
+//! tile, entry or proof served here can always be served again after a
+//! crash.
+
+use crate::storage::{Storage, StorageError};
+use std::sync::{Arc, RwLock};
+use verifier::merkle::{Hash, HashReader};
+use verifier::tiles::{encode_entry_bundle, HashTileSource, TileId, TileKind, TiledHashReader};
+
+/// A checkpoint the log has signed, committed and published.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The signed note, as served on `/checkpoint`.
+    pub note: String,
+    /// Its tree size.
+    pub size: u64,
+    /// Its root.
+    pub root: Hash,
+}
+
+/// Why a read could not be answered, sorted by whose fault it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// The request asks for something outside the published tree.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// The log does not hold what was asked for.
+    #[error("{0}")]
+    NotFound(String),
+    /// Storage failed or holds something it should not.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Shared, read-mostly state of a running log.
+pub struct Log {
+    storage: Arc<dyn Storage>,
+    latest: RwLock<Arc<Published>>,
+}
+
+/// Storage seen as a source of hash tiles for the proof builders.
+struct StoredTiles<'a>(&'a dyn Storage);
+
+impl HashTileSource for StoredTiles<'_> {
+    type Error = StorageError;
+
+    fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, StorageError> {
+        self.0
+            .tile(level, index)?
+            .ok_or_else(|| StorageError::Corrupt(format!("hash tile {level}/{index} is missing")))
+    }
+}
+
+impl Log {
+    /// A log over `storage` whose latest committed checkpoint is `latest`.
+    pub fn new(storage: Arc<dyn Storage>, latest: Published) -> Self {
+        Self {
+            storage,
+            latest: RwLock::new(Arc::new(latest)),
+        }
+    }
+
+    /// The storage, for the sequencer.
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The latest published checkpoint.
+    pub fn latest(&self) -> Arc<Published> {
+        self.latest
+            .read()
+            .expect("checkpoint lock poisoned")
+            .clone()
+    }
+
+    /// Publishes a checkpoint whose batch is durable.
+    pub fn publish(&self, checkpoint: Published) {
+        *self.latest.write().expect("checkpoint lock poisoned") = Arc::new(checkpoint);
+    }
+
+    /// The RFC 9162 root of the stored tree of `size` entries, recomputed
+    /// from the hash tiles in O(log n) reads.
+    pub fn stored_root(&self, size: u64) -> Result<Hash, ReadError> {
+        let tiles = StoredTiles(&*self.storage);
+        let reader = TiledHashReader::new(&tiles);
+        tlog_tiles::tree_hash(size, &reader).map_err(|e| proof_failure("root", e))
+    }
+
+    /// The hashes of the maximal perfect subtrees of the stored tree of
+    /// `size` entries, leftmost first: the compact range to resume from.
+    pub fn stored_peaks(&self, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let tiles = StoredTiles(&*self.storage);
+        let reader = TiledHashReader::new(&tiles);
+        let indexes = tlog_tiles::sub_tree_index(0, size, vec![]);
+        reader
+            .read_hashes(&indexes)
+            .map_err(|e| proof_failure("compact range", e))
+    }
+
+    /// The inclusion proof of `index` in the tree of `size` entries.
+    /// Requires `index < size <= latest size`.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+        let latest = self.latest().size;
+        if size > latest {
+            return Err(ReadError::OutOfRange(format!(
+                "tree_size {size} is beyond the latest checkpoint's size {latest}"
+            )));
+        }
+        if index >= size {
+            return Err(ReadError::OutOfRange(format!(
+                "index {index} is not in a tree of size {size}"
+            )));
+        }
+        let tiles = StoredTiles(&*self.storage);
+        let reader = TiledHashReader::new(&tiles);
+        tlog_tiles::prove_record(size, index, &reader)
+            .map_err(|e| proof_failure("inclusion proof", e))
+    }
+
+    /// The consistency proof from `old_size` to `new_size`. Requires
+    /// `old_size <= new_size <= latest size`; from 0 it is empty.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ReadError> {
+        let latest = self.latest().size;
+        if new_size > latest {
+            return Err(ReadError::OutOfRange(format!(
+                "new_size {new_size} is beyond the latest checkpoint's size {latest}"
+            )));
+        }
+        if old_size > new_size {
+            return Err(ReadError::OutOfRange(format!(
+                "old_size {old_size} is larger than new_size {new_size}"
+            )));
+        }
+        if old_size == 0 {
+            return Ok(Vec::new());
+        }
+        let tiles = StoredTiles(&*self.storage);
+        let reader = TiledHashReader::new(&tiles);
+        tlog_tiles::prove_tree(new_size, old_size, &reader)
+            .map_err(|e| proof_failure("consistency proof", e))
+    }
+
+    /// The index of the entry with this leaf hash, if it is in the
+    /// published tree.
+    pub fn index_of_leaf(&self, leaf_hash: &[u8; 32]) -> Result<Option<u64>, ReadError> {
+        let size = self.latest().size;
+        Ok(self.storage.index_of_leaf(leaf_hash)?.filter(|&i| i < size))
+    }
+
+    /// The entries in `start..end`, which must be within the published tree.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ReadError> {
+        let entries = self.storage.entries(start, end)?;
+        if entries.len() as u64 != end - start {
+            return Err(StorageError::Corrupt(format!(
+                "entries {start}..{end}: only {} stored",
+                entries.len()
+            ))
+            .into());
+        }
+        Ok(entries)
+    }
+
+    /// The bytes of a C2SP tile, if the published tree has it at (at least)
+    /// the requested width. A partial tile is the prefix of the tile it
+    /// grows into, so a narrower request than what is stored is served
+    /// from the stored tile.
+    pub fn tile(&self, tile: TileId) -> Result<Vec<u8>, ReadError> {
+        let size = self.latest().size;
+        let available = match tile.kind {
+            TileKind::Hashes { level } => TileId::hash_tile_in_tree(level, tile.index, size),
+            TileKind::Entries => TileId::entry_bundle_in_tree(tile.index, size),
+        };
+        let width = usize::from(tile.width);
+        if available.is_none_or(|a| usize::from(a.width) < width) {
+            return Err(ReadError::NotFound(format!(
+                "{} is not in the tree of size {size}",
+                tile.path()
+            )));
+        }
+        match tile.kind {
+            TileKind::Hashes { level } => {
+                let mut hashes = StoredTiles(&*self.storage).hash_tile(level, tile.index)?;
+                if hashes.len() < width * 32 {
+                    return Err(StorageError::Corrupt(format!("{} is short", tile.path())).into());
+                }
+                hashes.truncate(width * 32);
+                Ok(hashes)
+            }
+            TileKind::Entries => {
+                let start = tile.index * 256;
+                let entries = self.entries(start, start + width as u64)?;
+                encode_entry_bundle(&entries)
+                    .map_err(|e| StorageError::Corrupt(format!("{}: {e}", tile.path())).into())
+            }
+        }
+    }
+}
+
+/// A proof builder failed over storage the log wrote itself: that is a
+/// storage fault, never the caller's.
+fn proof_failure(what: &str, error: tlog_tiles::Error) -> ReadError {
+    StorageError::Corrupt(format!("building {what}: {error}")).into()
+}

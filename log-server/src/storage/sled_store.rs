@@ -1,0 +1,177 @@
+//! The second embedded backend: sled 0.34, one tree per table.
+//!
+//! Keys are big-endian so sled's byte order is index order and a range of
+//! entries is one ordered scan. A commit is one multi-tree transaction,
+//! which holds sled's global write lock, so a point read sees all of a
+//! batch or none of it; entries below the stored size never change, so a
+//! scan of them is stable too.
+
+use std::fmt::Display;
+use std::path::Path;
+
+use sled::transaction::{
+    abort, ConflictableTransactionResult, TransactionError, TransactionalTree,
+};
+use sled::{Db, IVec, Transactional, Tree};
+
+use super::checks;
+use super::{Batch, Digest, Storage, StorageError};
+
+/// `meta` key of the tree size, a big-endian `u64`.
+const SIZE: &[u8] = b"size";
+/// `meta` key of the latest signed checkpoint note.
+const CHECKPOINT: &[u8] = b"checkpoint";
+
+/// The log stored in a sled directory, kept as a second embedded backend
+/// so the storage choice stays a measured one rather than a default.
+pub struct SledStorage {
+    db: Db,
+    entries: Tree,
+    tiles: Tree,
+    events: Tree,
+    leaves: Tree,
+    meta: Tree,
+}
+
+impl SledStorage {
+    /// Opens the sled directory at `path`, creating it if missing, and
+    /// opens every tree up front so commits and reads never create one.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = sled::open(path).map_err(backend("open sled database"))?;
+        let tree = |name: &str| db.open_tree(name).map_err(backend("open tree"));
+        Ok(Self {
+            entries: tree("entries")?,
+            tiles: tree("tiles")?,
+            events: tree("event_index")?,
+            leaves: tree("leaf_index")?,
+            meta: tree("meta")?,
+            db,
+        })
+    }
+}
+
+impl Storage for SledStorage {
+    fn commit(&self, batch: &Batch) -> Result<(), StorageError> {
+        checks::check_shape(batch)?;
+        let trees = (
+            &self.entries,
+            &self.tiles,
+            &self.events,
+            &self.leaves,
+            &self.meta,
+        );
+        trees
+            .transaction(|(entries, tiles, events, leaves, meta)| {
+                let stored = stored_size(meta)?;
+                checks::check_order(batch, stored).or_else(abort)?;
+                let first = batch.first_index;
+                for (index, entry) in (first..).zip(&batch.entries) {
+                    entries.insert(&index.to_be_bytes()[..], entry.as_slice())?;
+                }
+                for tile in &batch.tiles {
+                    tiles.insert(tile_key(tile.level, tile.index), tile.hashes.as_slice())?;
+                }
+                write_index(events, first, &batch.event_ids)?;
+                write_index(leaves, first, &batch.leaf_hashes)?;
+                let size = checks::new_size(batch).or_else(abort)?;
+                meta.insert(SIZE, &size.to_be_bytes()[..])?;
+                meta.insert(CHECKPOINT, batch.checkpoint.as_slice())?;
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        self.db.flush().map_err(backend("flush commit"))?;
+        Ok(())
+    }
+
+    fn size(&self) -> Result<u64, StorageError> {
+        let size = self.meta.get(SIZE).map_err(backend("read tree size"))?;
+        size.map_or(Ok(0), |bytes| checks::decode_u64(&bytes, "tree size"))
+    }
+
+    fn checkpoint(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let note = self
+            .meta
+            .get(CHECKPOINT)
+            .map_err(backend("read checkpoint"))?;
+        Ok(note.map(|bytes| bytes.to_vec()))
+    }
+
+    fn tile(&self, level: u8, index: u64) -> Result<Option<Vec<u8>>, StorageError> {
+        let key = tile_key(level, index);
+        let tile = self.tiles.get(key).map_err(backend("read tile"))?;
+        tile.map(|bytes| checks::decode_tile(&bytes)).transpose()
+    }
+
+    fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError> {
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let range = self.entries.range(start.to_be_bytes()..end.to_be_bytes());
+        let mut out = Vec::new();
+        for (expected, item) in (start..).zip(range) {
+            let (key, bytes) = item.map_err(backend("read entry"))?;
+            let index = checks::decode_u64(&key, "entry key")?;
+            checks::check_next_index(expected, index)?;
+            out.push(bytes.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn index_of_event(&self, event_id: &Digest) -> Result<Option<u64>, StorageError> {
+        read_index(&self.events, event_id)
+    }
+
+    fn index_of_leaf(&self, leaf_hash: &Digest) -> Result<Option<u64>, StorageError> {
+        read_index(&self.leaves, leaf_hash)
+    }
+}
+
+/// The stored size as seen by the running transaction, so the order check
+/// and the writes it guards are serialised with every other commit.
+fn stored_size(meta: &TransactionalTree) -> ConflictableTransactionResult<u64, StorageError> {
+    match meta.get(SIZE)? {
+        Some(bytes) => checks::decode_u64(&bytes, "tree size").or_else(abort),
+        None => Ok(0),
+    }
+}
+
+fn write_index(
+    tree: &TransactionalTree,
+    first_index: u64,
+    digests: &[Digest],
+) -> ConflictableTransactionResult<(), StorageError> {
+    for (index, digest) in (first_index..).zip(digests) {
+        tree.insert(&digest[..], &index.to_be_bytes()[..])?;
+    }
+    Ok(())
+}
+
+fn read_index(tree: &Tree, digest: &Digest) -> Result<Option<u64>, StorageError> {
+    let index = tree.get(digest).map_err(backend("read index"))?;
+    index
+        .map(|bytes| checks::decode_u64(&bytes, "index"))
+        .transpose()
+}
+
+/// One byte of level then the big-endian index, so a level's tiles sort
+/// together and in index order.
+fn tile_key(level: u8, index: u64) -> IVec {
+    let mut key = Vec::with_capacity(9);
+    key.push(level);
+    key.extend_from_slice(&index.to_be_bytes());
+    IVec::from(key)
+}
+
+/// Passes a batch's own refusal through unchanged and labels sled's.
+fn transaction_error(err: TransactionError<StorageError>) -> StorageError {
+    match err {
+        TransactionError::Abort(refusal) => refusal,
+        TransactionError::Storage(err) => backend("commit batch")(err),
+    }
+}
+
+/// Wraps a sled error with what the store was doing, so the operator sees
+/// which step failed and not only sled's message.
+fn backend<E: Display>(context: &'static str) -> impl FnOnce(E) -> StorageError {
+    move |err| StorageError::Backend(format!("sled: {context}: {err}"))
+}
