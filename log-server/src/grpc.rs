@@ -49,11 +49,13 @@ impl LogService {
     }
 
     /// Validates and queues one submission; the receiver yields its fate.
-    fn enqueue(
-        &self,
-        signed: SignedEvent,
-    ) -> Result<oneshot::Receiver<Result<Sequenced, SequenceError>>, Status> {
+    fn enqueue(&self, signed: SignedEvent) -> Result<Pending, Status> {
         check_submission(&signed, &self.allowlist).map_err(submission_status)?;
+        self.queue(signed)
+    }
+
+    /// Queues an already validated submission.
+    fn queue(&self, signed: SignedEvent) -> Result<Pending, Status> {
         let (reply, rx) = oneshot::channel();
         let event_id = event_id(&signed);
         self.sequencer
@@ -67,10 +69,7 @@ impl LogService {
     }
 
     /// Waits for a queued submission and proves its inclusion.
-    async fn complete(
-        &self,
-        rx: oneshot::Receiver<Result<Sequenced, SequenceError>>,
-    ) -> Result<AppendResponse, Status> {
+    async fn complete(&self, rx: Pending) -> Result<AppendResponse, Status> {
         let sequenced = rx
             .await
             .map_err(|_| Status::unavailable("the sequencer stopped before answering"))?
@@ -89,6 +88,9 @@ impl LogService {
         })
     }
 }
+
+/// The answer a queued submission is waiting for.
+type Pending = oneshot::Receiver<Result<Sequenced, SequenceError>>;
 
 type EntryStream = Pin<Box<dyn Stream<Item = Result<LeafEntry, Status>> + Send>>;
 
@@ -117,12 +119,22 @@ impl proto::log_server::Log for LogService {
                 events.len()
             )));
         }
-        let service = self.clone();
-        let queued: Vec<_> = tokio::task::spawn_blocking(move || {
-            events.into_iter().map(|e| service.enqueue(e)).collect()
+        // Check every signature first (off the async workers), then queue
+        // the valid events back to back, so one batch request lands in as
+        // few sequencer batches as the queue allows.
+        let allowlist = Arc::clone(&self.allowlist);
+        let checked: Vec<_> = tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .map(|e| check_submission(&e, &allowlist).map(|_| e).map_err(submission_status))
+                .collect()
         })
         .await
         .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        let queued: Vec<_> = checked
+            .into_iter()
+            .map(|outcome| outcome.and_then(|signed| self.queue(signed)))
+            .collect();
         let mut results = Vec::with_capacity(queued.len());
         for outcome in queued {
             let outcome = match outcome {

@@ -206,7 +206,7 @@ mod tests {
         let edges = (0..TileBuilder::levels_for(1000))
             .map(|level| {
                 let count = 1000u64 >> (8 * u32::from(level));
-                if count % 256 == 0 {
+                if count.is_multiple_of(256) {
                     Vec::new()
                 } else {
                     store[&(level, count / 256)].clone()
