@@ -126,7 +126,11 @@ impl proto::log_server::Log for LogService {
         let checked: Vec<_> = tokio::task::spawn_blocking(move || {
             events
                 .into_iter()
-                .map(|e| check_submission(&e, &allowlist).map(|_| e).map_err(submission_status))
+                .map(|e| {
+                    check_submission(&e, &allowlist)
+                        .map(|_| e)
+                        .map_err(submission_status)
+                })
                 .collect()
         })
         .await

@@ -100,7 +100,9 @@ impl LogServer {
 
     /// A gRPC client for the log.
     pub async fn client(&self) -> LogClient<Channel> {
-        LogClient::connect(self.url()).await.expect("connecting over gRPC")
+        LogClient::connect(self.url())
+            .await
+            .expect("connecting over gRPC")
     }
 
     /// The log's verifier key, from the data directory.
@@ -110,7 +112,8 @@ impl LogServer {
 
     /// The operator submitter key the server created on first start.
     pub fn submitter_key(&self) -> SigningKey {
-        let text = std::fs::read_to_string(self.data_dir.join("submitter.key")).expect("submitter.key");
+        let text =
+            std::fs::read_to_string(self.data_dir.join("submitter.key")).expect("submitter.key");
         SigningKey::parse(&text).expect("a signer key")
     }
 
@@ -146,7 +149,10 @@ pub fn log_server_refuses(args: &[&str]) -> (ExitStatus, String) {
         .stdin(Stdio::null())
         .output()
         .expect("running log-server");
-    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Reads a verifier key file.
@@ -183,7 +189,11 @@ pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("setting a read timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("sending");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("sending");
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).expect("reading the response");
     let split = raw
@@ -215,9 +225,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> HttpResponse {
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("a chunk size line");
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
         let size_text = String::from_utf8_lossy(&body[..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).expect("a hex chunk size");
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16)
+            .expect("a hex chunk size");
         body = &body[line_end + 2..];
         if size == 0 {
             return out;
@@ -258,7 +272,9 @@ pub fn data_flow(n: u64, destination_region: &str) -> Event {
 
 /// A realistic code-release event reviewed by `reviewer`, distinct for each `n`.
 pub fn code_release(n: u64, reviewer: &SigningKey) -> Event {
-    let digest: Vec<u8> = (0..32).map(|i| (n as u8).wrapping_mul(31).wrapping_add(i)).collect();
+    let digest: Vec<u8> = (0..32)
+        .map(|i| (n as u8).wrapping_mul(31).wrapping_add(i))
+        .collect();
     let version = format!("4.{n}.0");
     let signature = reviewer
         .sign(&verifier::event::review_signing_message(&version, &digest))

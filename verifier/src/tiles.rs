@@ -307,9 +307,10 @@ pub trait HashTileSource {
 /// The hash of the subtree at tree level `8·L + k` is computed from 2^k
 /// hashes of one tile at level L, so each requested hash costs one tile
 /// read. It does not authenticate what it reads: use it over storage the
-/// caller trusts. A client reading tiles from a log it does not trust uses
-/// `tlog_tiles::TileHashReader`, which checks every tile against the signed
-/// root.
+/// caller trusts. A client reading tiles from a log it does not trust must
+/// verify every proof it builds against the signed root. Note that
+/// `tlog_tiles::TileHashReader` (like Go's) does not authenticate every
+/// tile it reads, so it is no substitute for that final check.
 pub struct TiledHashReader<'a, S> {
     source: &'a S,
 }
