@@ -122,6 +122,15 @@ pub fn check_submission(
     }
     check_key_id("key_id", &signed.key_id).map_err(SubmissionError::Invalid)?;
     let event = check_event(&signed.event).map_err(SubmissionError::Invalid)?;
+    let entry_len = max_entry_len(signed);
+    if entry_len > MAX_ENTRY_SIZE {
+        return Err(SubmissionError::Invalid(field_error(
+            "event",
+            format!(
+                "the log entry would be {entry_len} bytes; an entry is at most {MAX_ENTRY_SIZE}"
+            ),
+        )));
+    }
     let key = allowlist
         .get(&signed.key_id)
         .ok_or_else(|| SubmissionError::UnknownKey(signed.key_id.clone()))?;
@@ -296,6 +305,18 @@ fn check_key_id(field: &str, key_id: &str) -> Result<(), FieldError> {
     }
 }
 
+/// The longest the entry for `signed` can be, whatever time the log
+/// accepts it at: it must fit an entry bundle's u16 length, or the entry
+/// could be stored but never served as a tile.
+fn max_entry_len(signed: &SignedEvent) -> usize {
+    let latest_time = prost_types::Timestamp {
+        seconds: i64::MAX,
+        nanos: 999_999_999,
+    };
+    prost::encoding::message::encoded_len(1, signed)
+        + prost::encoding::message::encoded_len(2, &latest_time)
+}
+
 /// Encodes the leaf for an accepted submission. Deterministic: the same
 /// submission and time always give the same bytes.
 pub fn encode_entry(signed: &SignedEvent, accepted_at: prost_types::Timestamp) -> Vec<u8> {
@@ -447,6 +468,46 @@ mod tests {
         assert_eq!(
             check_event(&empty.encode_to_vec()).unwrap_err().field,
             "event.occurred_at"
+        );
+    }
+
+    #[test]
+    fn an_event_whose_entry_would_not_fit_a_bundle_is_refused() {
+        let (key, ring) = submitter();
+        let mut event = flow().encode_to_vec();
+        // Pad with unknown field 31 (tag 0xfa 0x01, then a 3-byte length)
+        // so the event stays decodable.
+        let pad = MAX_ENTRY_SIZE - event.len() - 2 - 3;
+        event.extend_from_slice(&[0xfa, 0x01]);
+        prost::encoding::encode_varint(pad as u64, &mut event);
+        event.resize(MAX_ENTRY_SIZE, b'x');
+        assert!(
+            check_event(&event).is_ok(),
+            "the event alone is within the cap"
+        );
+        let key_id = key.key_id();
+        let signed = SignedEvent {
+            signature: key.sign(&event_signing_message(&key_id, &event)).to_vec(),
+            event,
+            key_id,
+        };
+        let err = check_submission(&signed, &ring).unwrap_err();
+        assert!(
+            matches!(&err, SubmissionError::Invalid(f) if f.field == "event"),
+            "{err}"
+        );
+        let fits = sign_event(&key, &flow());
+        let entry = encode_entry(
+            &fits,
+            prost_types::Timestamp {
+                seconds: i64::MAX,
+                nanos: 999_999_999,
+            },
+        );
+        assert_eq!(
+            entry.len(),
+            max_entry_len(&fits),
+            "the bound is exact for the latest time"
         );
     }
 
