@@ -314,3 +314,41 @@ async fn acknowledged_appends_survive_sigkill_on_redb() {
 async fn acknowledged_appends_survive_sigkill_on_sled() {
     acknowledged_appends_survive_sigkill("sled").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_drains_in_flight_appends_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LogServer::start(dir.path(), &["--origin", "log.example.test/drain"]);
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new((AtomicUsize::new(0), Notify::new()));
+    let clients = start_load(&server, 100, 0, &acks, &acked);
+    loop {
+        let notified = acked.1.notified();
+        if acked.0.load(Ordering::SeqCst) >= 100 {
+            break;
+        }
+        notified.await;
+    }
+    let status = tokio::task::spawn_blocking(move || server.interrupt())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "log-server exited with {status} after SIGINT"
+    );
+    for client in clients {
+        let _ = client.await.unwrap();
+    }
+    let acks = acks.lock().unwrap().clone();
+
+    let server = LogServer::start(dir.path(), &[]);
+    let restarted = latest_checkpoint(&server).await.checkpoint;
+    let (_, entries) = rebuild_from_tiles(&server);
+    assert_acks_stored(&acks, &entries);
+    let newest = acks
+        .iter()
+        .map(|a| &a.checkpoint)
+        .max_by_key(|c| c.size)
+        .unwrap();
+    assert_consistent(&server, newest, &restarted).await;
+}

@@ -28,6 +28,11 @@ pub use sled_store::SledStorage;
 
 use std::path::Path;
 
+/// The page cache each backend may use. Both default to 1 GiB, which would
+/// let the server's memory grow with the log; hot data (the right edge and
+/// upper tiles) is small, so a fixed, modest cache keeps memory flat.
+pub const CACHE_BYTES: usize = 64 << 20;
+
 /// A 32-byte SHA-256 digest, as used for leaf hashes and event ids.
 pub type Digest = [u8; 32];
 

@@ -43,7 +43,10 @@ impl RedbStorage {
     /// every table up front so readers of a new log see empty tables
     /// rather than "table does not exist" errors.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = Database::create(path).map_err(backend("open redb database"))?;
+        let db = redb::Builder::new()
+            .set_cache_size(super::CACHE_BYTES)
+            .create(path)
+            .map_err(backend("open redb database"))?;
         let txn = db.begin_write().map_err(backend("begin table setup"))?;
         create_table(&txn, ENTRIES)?;
         create_table(&txn, TILES)?;

@@ -37,7 +37,11 @@ impl SledStorage {
     /// Opens the sled directory at `path`, creating it if missing, and
     /// opens every tree up front so commits and reads never create one.
     pub fn open(path: &Path) -> Result<Self, StorageError> {
-        let db = sled::open(path).map_err(backend("open sled database"))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(super::CACHE_BYTES as u64)
+            .open()
+            .map_err(backend("open sled database"))?;
         let tree = |name: &str| db.open_tree(name).map_err(backend("open tree"));
         Ok(Self {
             entries: tree("entries")?,
