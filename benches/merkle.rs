@@ -5,32 +5,15 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use verifier::merkle::{leaf_hash, node_hash, verify_consistency, verify_inclusion, CompactRange};
-use verifier::tile_builder::TileBuilder;
-use verifier::tiles::{HashTileSource, TiledHashReader};
-
-/// Tiles of a tree held in memory, as a proof source.
-struct MemoryTiles(std::collections::HashMap<(u8, u64), Vec<u8>>);
-
-impl HashTileSource for MemoryTiles {
-    type Error = String;
-
-    fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, String> {
-        self.0
-            .get(&(level, index))
-            .cloned()
-            .ok_or_else(|| format!("no tile {level}/{index}"))
-    }
-}
+use verifier::tile_builder::{MemoryTiles, TileBuilder};
+use verifier::tiles::TiledHashReader;
 
 fn tree(size: u64) -> (TileBuilder, MemoryTiles) {
     let mut builder = TileBuilder::new();
     (0..size).for_each(|i| builder.append(leaf_hash(&i.to_be_bytes())));
-    let tiles = builder
-        .take_changed()
-        .into_iter()
-        .map(|t| ((t.level, t.index), t.hashes))
-        .collect();
-    (builder, MemoryTiles(tiles))
+    let mut tiles = MemoryTiles::default();
+    tiles.apply(builder.take_changed());
+    (builder, tiles)
 }
 
 fn hashing(c: &mut Criterion) {

@@ -8,7 +8,8 @@
 //! level (8 KiB each), whatever the log's size.
 
 use crate::merkle::{CompactRange, Hash};
-use crate::tiles::{TILE_HEIGHT, TILE_WIDTH};
+use crate::tiles::{HashTileSource, TILE_HEIGHT, TILE_WIDTH};
+use std::collections::HashMap;
 
 /// One hash tile's full current contents, to be written whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,32 +153,55 @@ impl TileBuilder {
     }
 }
 
+/// A tiled tree held in memory, keyed by (level, index): what an auditor
+/// rebuilds from a log's entries, and what proofs are built against in
+/// tests and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryTiles(pub HashMap<(u8, u64), Vec<u8>>);
+
+impl MemoryTiles {
+    /// Stores tiles from [`TileBuilder::take_changed`], each replacing any
+    /// narrower version of itself.
+    pub fn apply(&mut self, tiles: Vec<BuiltTile>) {
+        for tile in tiles {
+            self.0.insert((tile.level, tile.index), tile.hashes);
+        }
+    }
+}
+
+impl HashTileSource for MemoryTiles {
+    type Error = String;
+
+    fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, String> {
+        self.0
+            .get(&(level, index))
+            .cloned()
+            .ok_or_else(|| format!("no hash tile {level}/{index}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::merkle::leaf_hash;
-    use std::collections::BTreeMap;
 
     fn leaf(i: u64) -> Hash {
         leaf_hash(format!("leaf {i}").as_bytes())
     }
 
-    /// Applies `changed` tiles to a map, as storage would.
-    fn apply(store: &mut BTreeMap<(u8, u64), Vec<u8>>, changed: Vec<BuiltTile>) {
-        for tile in changed {
-            store.insert((tile.level, tile.index), tile.hashes);
-        }
+    fn apply(store: &mut MemoryTiles, changed: Vec<BuiltTile>) {
+        store.apply(changed);
     }
 
     #[test]
     fn batches_of_any_size_give_the_same_tiles() {
         let mut one_go = TileBuilder::new();
-        let mut all = BTreeMap::new();
+        let mut all = MemoryTiles::default();
         (0..70_000).for_each(|i| one_go.append(leaf(i)));
         apply(&mut all, one_go.take_changed());
 
         let mut batched = TileBuilder::new();
-        let mut store = BTreeMap::new();
+        let mut store = MemoryTiles::default();
         for i in 0..70_000 {
             batched.append(leaf(i));
             if i % 77 == 0 {
@@ -187,20 +211,20 @@ mod tests {
         apply(&mut store, batched.take_changed());
         assert_eq!(store, all);
         assert_eq!(batched.root(), one_go.root());
-        assert_eq!(store[&(1, 0)].len(), 256 * 32);
+        assert_eq!(store.0[&(1, 0)].len(), 256 * 32);
         assert_eq!(
-            store[&(2, 0)].len(),
+            store.0[&(2, 0)].len(),
             32,
             "70,000 leaves complete one level-16 subtree"
         );
-        assert_eq!(store[&(0, 273)].len(), (70_000 % 256) * 32);
+        assert_eq!(store.0[&(0, 273)].len(), (70_000 % 256) * 32);
     }
 
     #[test]
     fn resume_continues_exactly() {
         let mut whole = TileBuilder::new();
         (0..1000).for_each(|i| whole.append(leaf(i)));
-        let mut store = BTreeMap::new();
+        let mut store = MemoryTiles::default();
         apply(&mut store, whole.take_changed());
 
         let edges = (0..TileBuilder::levels_for(1000))
@@ -209,7 +233,7 @@ mod tests {
                 if count.is_multiple_of(256) {
                     Vec::new()
                 } else {
-                    store[&(level, count / 256)].clone()
+                    store.0[&(level, count / 256)].clone()
                 }
             })
             .collect();

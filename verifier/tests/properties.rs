@@ -15,14 +15,15 @@ use proptest::prelude::*;
 use proptest::test_runner::Config;
 use rs_merkle::{MerkleProof, MerkleTree};
 use sha2::{Digest as _, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use verifier::merkle::{
     leaf_hash, verify_consistency, verify_inclusion, CompactRange, Hash, ProofError,
 };
+use verifier::tile_builder::MemoryTiles as MemTiles;
 use verifier::tile_builder::TileBuilder;
 use verifier::tiles::{
-    decode_entry_bundle, encode_entry_bundle, BundleError, HashTileSource, TileId, TileKind,
-    TiledHashReader, TILE_WIDTH,
+    decode_entry_bundle, encode_entry_bundle, BundleError, TileId, TileKind, TiledHashReader,
+    TILE_WIDTH,
 };
 
 /// RFC 6962 interior hashing for `rs_merkle`. Leaves are hashed by the test
@@ -67,20 +68,6 @@ fn leaves(seed: u64, size: u64) -> Vec<[u8; 32]> {
         .collect()
 }
 
-#[derive(Default)]
-struct MemTiles(HashMap<(u8, u64), Vec<u8>>);
-
-impl HashTileSource for MemTiles {
-    type Error = String;
-
-    fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, String> {
-        self.0
-            .get(&(level, index))
-            .cloned()
-            .ok_or_else(|| format!("no hash tile {level}/{index}"))
-    }
-}
-
 /// The hash tiles of `leaves`, written out every `batch` appends.
 fn build_tiles(leaves: &[[u8; 32]], batch: usize) -> (TileBuilder, MemTiles) {
     let mut builder = TileBuilder::new();
@@ -88,14 +75,10 @@ fn build_tiles(leaves: &[[u8; 32]], batch: usize) -> (TileBuilder, MemTiles) {
     for (i, &leaf) in leaves.iter().enumerate() {
         builder.append(Hash(leaf));
         if (i + 1).is_multiple_of(batch) {
-            for tile in builder.take_changed() {
-                store.0.insert((tile.level, tile.index), tile.hashes);
-            }
+            store.apply(builder.take_changed());
         }
     }
-    for tile in builder.take_changed() {
-        store.0.insert((tile.level, tile.index), tile.hashes);
-    }
+    store.apply(builder.take_changed());
     (builder, store)
 }
 

@@ -17,10 +17,10 @@ use verifier::keys::{SigningKey, VerifierKey};
 use verifier::merkle::{
     leaf_hash, verify_consistency, verify_inclusion, CompactRange, Hash, ProofError, EMPTY_HASH,
 };
+use verifier::tile_builder::MemoryTiles as MemTiles;
 use verifier::tile_builder::TileBuilder;
 use verifier::tiles::{
-    decode_entry_bundle, encode_entry_bundle, HashTileSource, TileId, TileKind, TiledHashReader,
-    TILE_WIDTH,
+    decode_entry_bundle, encode_entry_bundle, TileId, TileKind, TiledHashReader, TILE_WIDTH,
 };
 
 // ---------------------------------------------------------------------------
@@ -191,21 +191,6 @@ fn root_of(size: u64) -> Hash {
     })
 }
 
-/// Hash tiles in memory, as the server's storage holds them.
-#[derive(Default, Clone)]
-struct MemTiles(HashMap<(u8, u64), Vec<u8>>);
-
-impl HashTileSource for MemTiles {
-    type Error = String;
-
-    fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, String> {
-        self.0
-            .get(&(level, index))
-            .cloned()
-            .ok_or_else(|| format!("no hash tile {level}/{index}"))
-    }
-}
-
 /// The hash tiles of the tree of the first `size` vector leaves, built by
 /// `TileBuilder` and written out every `batch` leaves (as the sequencer
 /// does), plus the builder itself.
@@ -215,14 +200,10 @@ fn build_tiles(size: u64, batch: u64) -> (TileBuilder, MemTiles) {
     for (i, &leaf) in leaf_hashes()[..size as usize].iter().enumerate() {
         builder.append(leaf);
         if (i as u64 + 1).is_multiple_of(batch) {
-            for tile in builder.take_changed() {
-                store.0.insert((tile.level, tile.index), tile.hashes);
-            }
+            store.apply(builder.take_changed());
         }
     }
-    for tile in builder.take_changed() {
-        store.0.insert((tile.level, tile.index), tile.hashes);
-    }
+    store.apply(builder.take_changed());
     (builder, store)
 }
 
