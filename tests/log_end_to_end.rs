@@ -352,3 +352,62 @@ async fn ctrl_c_drains_in_flight_appends_and_exits_cleanly() {
         .unwrap();
     assert_consistent(&server, newest, &restarted).await;
 }
+
+/// GETs `path` over HTTP/2 with prior knowledge (h2c), as gRPC does.
+async fn get_over_http2(addr: std::net::SocketAddr, path: &str) -> (hyper::StatusCode, Vec<u8>) {
+    use http_body_util::BodyExt as _;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connecting");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("an HTTP/2 handshake");
+    tokio::spawn(connection);
+    let request = hyper::Request::get(format!("http://{addr}{path}"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = sender
+        .send_request(request)
+        .await
+        .expect("an HTTP/2 response");
+    assert_eq!(response.version(), hyper::Version::HTTP_2);
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("a body")
+        .to_bytes();
+    (status, body.to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiles_are_served_over_http2_on_the_grpc_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LogServer::start(dir.path(), &["--origin", "log.example.test/h2"]);
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let acked = Arc::new((AtomicUsize::new(0), Notify::new()));
+    for client in start_load(&server, 5, 0, &acks, &acked) {
+        client.await.unwrap().expect("appends succeed");
+    }
+    let (status, note) = get_over_http2(server.addr, "/checkpoint").await;
+    assert_eq!(status, 200);
+    let signed =
+        SignedCheckpoint::verify(&note, &server.log_key()).expect("a signed checkpoint over h2");
+    assert_eq!(signed.checkpoint.size, 40);
+    for tile in TileId::all_for_size(40) {
+        let path = format!("/{}", tile.path());
+        let (status, body) = get_over_http2(server.addr, &path).await;
+        assert_eq!(status, 200, "{path}");
+        assert_eq!(
+            body,
+            http_get(server.addr, &path).body,
+            "{path}: HTTP/2 and HTTP/1.1 agree"
+        );
+    }
+    let (status, _) = get_over_http2(server.addr, "/tile/0/000").await;
+    assert_eq!(status, 404, "a full tile beyond the tree");
+}

@@ -29,7 +29,15 @@ pub fn binary(name: &str) -> PathBuf {
             .to_owned();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "--quiet", "-p", "log-server", "--bins"]);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "log-server",
+            "-p",
+            "verifier",
+            "--bins",
+        ]);
         if profile_dir.ends_with("release") {
             build.arg("--release");
         }
@@ -38,6 +46,31 @@ pub fn binary(name: &str) -> PathBuf {
         profile_dir
     });
     dir.join(name)
+}
+
+/// What a finished `verifier` run printed, and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    /// The exit code (`None` if killed by a signal).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+/// Runs the real `verifier` binary with `args` and waits for it.
+pub fn run_verifier<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Run {
+    let output = Command::new(binary("verifier"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("running verifier");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }
 
 /// A running `log-server` process, killed when dropped.
@@ -306,5 +339,29 @@ pub fn mixed_event(n: u64, reviewer: &SigningKey) -> Event {
         code_release(n, reviewer)
     } else {
         data_flow(n, "IE")
+    }
+}
+
+/// Runs the real `verifier` binary with `args`, writing `input` to its
+/// standard input, and waits for it.
+pub fn run_verifier_with_input<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u8]) -> Run {
+    let mut child = Command::new(binary("verifier"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running verifier");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    // A verifier that exits without reading all its input is the test's to
+    // judge by the output, so a broken pipe here is not an error.
+    let writer = std::thread::spawn(move || drop(stdin.write_all(&input)));
+    let output = child.wait_with_output().expect("waiting for verifier");
+    writer.join().expect("the stdin writer");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }

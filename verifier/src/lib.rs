@@ -3,8 +3,9 @@
 //! Everything an outside party needs to check the log, and nothing of the
 //! server: RFC 9162 hashing and proof verification ([`merkle`]), C2SP
 //! signed-note keys and checkpoints ([`keys`], [`checkpoint`]), C2SP
-//! tlog-tiles paths and entry bundles ([`tiles`]), and the rules for signed
-//! events and log entries ([`event`]).
+//! tlog-tiles paths and entry bundles ([`tiles`]), the rules for signed
+//! events and log entries ([`event`]), and C2SP tlog-proof offline proof
+//! bundles ([`bundle`]).
 //!
 //! What it leaves out: storage, networking and async. The proof math reads
 //! hashes through one trait ([`merkle::HashReader`]), so the same code runs
@@ -17,6 +18,8 @@
 //! adds what they lack: C2SP tile paths and entry bundles, a streaming
 //! compact range, and the log's own event rules.
 
+pub mod audit;
+pub mod bundle;
 pub mod checkpoint;
 pub mod event;
 pub mod keys;
@@ -25,3 +28,6 @@ pub mod tile_builder;
 pub mod tiles;
 
 pub use tlog_proto::v1 as proto;
+
+#[cfg(feature = "cli")]
+pub mod cli;

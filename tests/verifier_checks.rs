@@ -1,0 +1,269 @@
+//! `verifier checkpoint`, `inclusion` and `consistency` against the real
+//! log, and the attacks they exist to catch: a checkpoint signed by the
+//! wrong key, a rolled-back log and a forked log.
+
+use std::path::Path;
+use tlog_e2e::{mixed_event, run_verifier, LogServer, Run};
+use verifier::event::sign_event;
+use verifier::keys::SigningKey;
+use verifier::proto::{AppendBatchRequest, GetCheckpointRequest};
+
+fn reviewer() -> SigningKey {
+    SigningKey::from_seed("reviewer.example", [42; 32]).unwrap()
+}
+
+/// Appends events `numbers` in one batch and returns the new tree size.
+async fn append(server: &LogServer, numbers: std::ops::Range<u64>) -> u64 {
+    let key = server.submitter_key();
+    let events = numbers
+        .map(|n| sign_event(&key, &mixed_event(n, &reviewer())))
+        .collect();
+    let results = server
+        .client()
+        .await
+        .append_batch(AppendBatchRequest { events })
+        .await
+        .expect("AppendBatch")
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| matches!(
+        r.result,
+        Some(verifier::proto::append_result::Result::Appended(_))
+    )));
+    checkpoint_note(server)
+        .await
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+async fn checkpoint_note(server: &LogServer) -> String {
+    server
+        .client()
+        .await
+        .get_checkpoint(GetCheckpointRequest {})
+        .await
+        .expect("GetCheckpoint")
+        .into_inner()
+        .checkpoint
+}
+
+fn vkey(server: &LogServer) -> String {
+    server.data_dir.join("log.vkey").display().to_string()
+}
+
+/// Runs `verifier <command> --log <server> --vkey <its key> <extra…>`.
+fn verify(command: &str, server: &LogServer, extra: &[&str]) -> Run {
+    let mut args = vec![
+        command.to_owned(),
+        "--log".into(),
+        server.url(),
+        "--vkey".into(),
+        vkey(server),
+    ];
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    run_verifier(&args)
+}
+
+fn assert_exit(run: &Run, code: i32, needle: &str) {
+    assert_eq!(
+        run.code,
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        run.stdout,
+        run.stderr
+    );
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains(needle), "expected {needle:?} in: {all}");
+}
+
+/// Copies a stopped log's data directory: the same key, the same history.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for file in std::fs::read_dir(from).unwrap() {
+        let file = file.unwrap();
+        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoint_inclusion_and_consistency_verify_a_growing_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let server = LogServer::start(
+        &dir.path().join("log"),
+        &["--origin", "log.example.test/checks"],
+    );
+    append(&server, 0..300).await;
+
+    assert_exit(
+        &verify("checkpoint", &server, &["--state", &state_arg]),
+        0,
+        "trusted from now on",
+    );
+    let old_note = dir.path().join("old.note");
+    std::fs::write(&old_note, checkpoint_note(&server).await).unwrap();
+    let size = append(&server, 300..700).await;
+    assert_eq!(size, 700);
+    let run = verify("checkpoint", &server, &["--state", &state_arg, "--json"]);
+    assert_exit(&run, 0, "\"size\":700");
+    assert!(
+        run.stdout
+            .contains("proven consistent with the trusted size 300"),
+        "{}",
+        run.stdout
+    );
+    assert_exit(
+        &verify("checkpoint", &server, &["--state", &state_arg]),
+        0,
+        "same tree",
+    );
+
+    for index in ["0", "255", "256", "511", "699"] {
+        assert_exit(
+            &verify("inclusion", &server, &["--index", index]),
+            0,
+            "verified: entry",
+        );
+    }
+    let run = verify("inclusion", &server, &["--index", "5", "--json"]);
+    let leaf = run
+        .stdout
+        .split("\"leaf_hash\":\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_exit(
+        &verify("inclusion", &server, &["--leaf-hash", &leaf]),
+        0,
+        "verified: entry 5 ",
+    );
+    assert_exit(
+        &verify("inclusion", &server, &["--leaf-hash", &"ab".repeat(32)]),
+        1,
+        "no entry with leaf hash",
+    );
+    assert_exit(
+        &verify("inclusion", &server, &["--index", "700"]),
+        2,
+        "has 700 entries",
+    );
+
+    let old = old_note.display().to_string();
+    assert_exit(
+        &verify("consistency", &server, &["--old", &old]),
+        0,
+        "extends the tree of size 300",
+    );
+    assert_exit(
+        &verify("consistency", &server, &["--old", "/nonexistent"]),
+        2,
+        "cannot read",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_signed_by_another_key_is_a_security_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LogServer::start(
+        &dir.path().join("log"),
+        &["--origin", "log.example.test/keys"],
+    );
+    append(&server, 0..10).await;
+    let impostor = SigningKey::from_seed("log.example.test/keys", [9; 32]).unwrap();
+    let run = run_verifier(&[
+        "checkpoint",
+        "--log",
+        &server.url(),
+        "--vkey",
+        &impostor.verifier_key().to_string(),
+    ]);
+    assert_exit(&run, 1, "does not verify under");
+    let unreachable = run_verifier(&[
+        "checkpoint",
+        "--log",
+        "http://127.0.0.1:1",
+        "--vkey",
+        &vkey(&server),
+    ]);
+    assert_exit(&unreachable, 2, "could not check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_log_is_a_security_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let live = dir.path().join("live");
+    let server = LogServer::start(&live, &["--origin", "log.example.test/rollback"]);
+    append(&server, 0..100).await;
+    assert!(server.interrupt().success());
+    copy_dir(&live, &dir.path().join("snapshot"));
+
+    let server = LogServer::start(&live, &[]);
+    append(&server, 100..150).await;
+    assert_exit(
+        &verify("checkpoint", &server, &["--state", &state_arg]),
+        0,
+        "size 150",
+    );
+    drop(server);
+
+    let rolled_back = LogServer::start(&dir.path().join("snapshot"), &[]);
+    let run = verify("checkpoint", &rolled_back, &["--state", &state_arg]);
+    assert_exit(&run, 1, "rollback");
+    assert!(
+        run.stderr.contains("trusted checkpoint"),
+        "evidence is printed: {}",
+        run.stderr
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forked_log_is_a_security_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let state_arg = state.path().display().to_string();
+    let live = dir.path().join("live");
+    let server = LogServer::start(&live, &["--origin", "log.example.test/fork"]);
+    append(&server, 0..100).await;
+    assert!(server.interrupt().success());
+    let fork_dir = dir.path().join("fork");
+    copy_dir(&live, &fork_dir);
+
+    let honest = LogServer::start(&live, &[]);
+    append(&honest, 100..140).await;
+    let honest_note = dir.path().join("honest.note");
+    std::fs::write(&honest_note, checkpoint_note(&honest).await).unwrap();
+    assert_exit(
+        &verify("checkpoint", &honest, &["--state", &state_arg]),
+        0,
+        "size 140",
+    );
+    drop(honest);
+
+    let fork = LogServer::start(&fork_dir, &[]);
+    assert_eq!(
+        append(&fork, 5000..5040).await,
+        140,
+        "same size, other entries"
+    );
+    let run = verify("checkpoint", &fork, &["--state", &state_arg]);
+    assert_exit(&run, 1, "fork: two signed checkpoints for size 140");
+    let run = verify(
+        "consistency",
+        &fork,
+        &["--old", &honest_note.display().to_string()],
+    );
+    assert_exit(&run, 1, "fork");
+
+    append(&fork, 6000..6010).await;
+    let run = verify("checkpoint", &fork, &["--state", &state_arg]);
+    assert_exit(&run, 1, "does not extend its tree of size 140");
+}

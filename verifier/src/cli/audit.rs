@@ -1,0 +1,411 @@
+//! `verifier audit`: replay every entry the log serves, check each one
+//! against the log's admission rules, recompute the root and compare it
+//! with the signed checkpoint; the next run resumes where this one ended.
+//!
+//! The engine is [`crate::audit`]; this module fetches entries (entry
+//! bundles from the tiles, or the gRPC `GetEntries` stream), shows
+//! progress, keeps the audit state in the log's trusted-state directory
+//! and turns findings into evidence.
+
+use super::outcome::{Failure, Outcome, Report};
+use super::remote::{grpc, verifier_key, Log};
+use super::state::{write_atomically, Acceptance, TrustedState};
+use crate::audit::{AuditFinding, AuditState, Auditor};
+use crate::checkpoint::SignedCheckpoint;
+use crate::keys::KeyRing;
+use crate::proto::GetEntriesRequest;
+use crate::tiles::{decode_entry_bundle, TileId, TILE_WIDTH};
+use base64::prelude::{Engine as _, BASE64_STANDARD};
+use serde_json::json;
+use std::io::{IsTerminal as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Arguments of `verifier audit`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The log's URL.
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key, inline or as a file.
+    #[arg(long)]
+    vkey: String,
+    /// Directory of trusted state. The checkpoint must be consistent with
+    /// the one trusted there, and the audit resumes from the state kept
+    /// there.
+    #[arg(long)]
+    state: PathBuf,
+    /// The submitters' verifier keys, one per line (`#` comments): an entry
+    /// signed by any other key is a finding.
+    #[arg(long)]
+    submitters: PathBuf,
+    /// Where to read entries: the tiles (which a static mirror also
+    /// serves), or the log's gRPC stream.
+    #[arg(long, value_enum, default_value_t = Source::Tiles)]
+    source: Source,
+}
+
+/// Where entries are read from.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Source {
+    /// `tile/entries/…` bundles over HTTP.
+    Tiles,
+    /// The gRPC `GetEntries` stream.
+    Grpc,
+}
+
+/// The audit state's file in the log's trusted-state directory.
+const STATE_FILE: &str = "audit";
+/// Entry bundles fetched ahead of the one being checked.
+const PREFETCH: usize = 4;
+
+/// Runs `verifier audit`: accept the checkpoint into the trusted state,
+/// audit the entries not yet audited, compare roots, save the new state.
+pub fn run(args: Args) -> Outcome {
+    let key = verifier_key(&args.vkey)?;
+    let submitters = read_submitters(&args.submitters)?;
+    let log = Log::new(&args.log)?;
+    let signed = log.checkpoint(&key)?;
+    let trusted = TrustedState::open(&args.state, &key)?;
+    let acceptance = trusted.accept(&log, &signed)?;
+    let state_path = trusted.dir().join(STATE_FILE);
+    let state = load_state(&state_path)?;
+    let (from, size) = (state.size(), signed.checkpoint.size);
+
+    let started = Instant::now();
+    let mut auditor = Auditor::new(state, submitters);
+    let mut progress = Progress::new(from, size);
+    let fed = match args.source {
+        Source::Tiles => from_tiles(&log, &signed, &mut auditor, &mut progress),
+        Source::Grpc => from_grpc(&log, &signed, &mut auditor, &mut progress),
+    };
+    progress.end(auditor.size());
+    fed?;
+    let state = auditor
+        .finish(&signed.checkpoint)
+        .map_err(|finding| evidence(finding, &signed, vec![]))?;
+    let elapsed = started.elapsed();
+    write_atomically(&state_path, state.to_text().as_bytes())?;
+    Ok(summary(&signed, &state, from, elapsed, acceptance))
+}
+
+/// Reads `--submitters`. An empty list is refused as bad input: it would
+/// turn every entry into a finding.
+fn read_submitters(path: &Path) -> Result<KeyRing, Failure> {
+    let fail =
+        |reason: String| Failure::unchecked(format!("--submitters {}: {reason}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let ring = KeyRing::parse(&text).map_err(|e| fail(e.to_string()))?;
+    if ring.is_empty() {
+        return Err(fail("holds no verifier key".into()));
+    }
+    Ok(ring)
+}
+
+/// Loads the saved audit state; none yet means nothing is audited.
+fn load_state(path: &Path) -> Result<AuditState, Failure> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuditState::default()),
+        Err(e) => {
+            return Err(Failure::unchecked(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    AuditState::parse(&text).map_err(|e| {
+        Failure::unchecked(format!(
+            "{}: {e}; delete it to audit the log from the start",
+            path.display()
+        ))
+    })
+}
+
+/// Feeds the entry bundles from the audited size to `signed`'s size. The
+/// next bundles are fetched while one is being checked.
+fn from_tiles(
+    log: &Log,
+    signed: &SignedCheckpoint,
+    auditor: &mut Auditor,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let size = signed.checkpoint.size;
+    let first = auditor.size();
+    let bundles = (first / TILE_WIDTH..size.div_ceil(TILE_WIDTH)).map(|index| {
+        TileId::entry_bundle_in_tree(index, size)
+            .expect("every bundle index below the size is in the tree")
+    });
+    std::thread::scope(|scope| {
+        let (send, fetched) = std::sync::mpsc::sync_channel(PREFETCH);
+        scope.spawn(move || {
+            for tile in bundles {
+                let bytes = log.tile(tile, size);
+                let failed = bytes.is_err();
+                // The receiver hangs up when it stops at a finding.
+                if send.send((tile, bytes)).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        for (tile, bytes) in fetched {
+            let bytes = bytes.map_err(|f| with_checkpoint(f, signed))?;
+            let entries = decode_entry_bundle(&bytes).map_err(|e| {
+                evidence_for(
+                    format!("{} is not an entry bundle: {e}", tile.path()),
+                    signed,
+                )
+            })?;
+            if entries.len() != usize::from(tile.width) {
+                return Err(evidence_for(
+                    format!(
+                        "{} holds {} entries, not {}",
+                        tile.path(),
+                        entries.len(),
+                        tile.width
+                    ),
+                    signed,
+                ));
+            }
+            let start = tile.index * TILE_WIDTH;
+            let new = &entries[(auditor.size() - start) as usize..];
+            auditor.push_all(new).map_err(|finding| {
+                entry_evidence(finding, signed, &tile.path(), start, &entries)
+            })?;
+            progress.update(auditor.size());
+        }
+        Ok(())
+    })
+}
+
+/// Feeds the entries from the audited size to `signed`'s size from the
+/// gRPC stream, a bundle's worth at a time.
+fn from_grpc(
+    log: &Log,
+    signed: &SignedCheckpoint,
+    auditor: &mut Auditor,
+    progress: &mut Progress,
+) -> Result<(), Failure> {
+    let (start, end) = (auditor.size(), signed.checkpoint.size);
+    if start >= end {
+        return Ok(());
+    }
+    let stream_failed =
+        |s: tonic::Status| Failure::unchecked(format!("GetEntries: {}", s.message()));
+    let mut flush = |batch: &mut Vec<Vec<u8>>| {
+        let first = auditor.size();
+        auditor
+            .push_all(batch)
+            .map_err(|finding| entry_evidence(finding, signed, "GetEntries", first, batch))?;
+        batch.clear();
+        progress.update(auditor.size());
+        Ok(())
+    };
+    super::block_on(async {
+        let mut stream = grpc(log)
+            .await?
+            .get_entries(GetEntriesRequest { start, end })
+            .await
+            .map_err(stream_failed)?
+            .into_inner();
+        let mut batch = Vec::with_capacity(TILE_WIDTH as usize);
+        let mut due = start;
+        while let Some(entry) = stream.message().await.map_err(stream_failed)? {
+            if entry.index != due {
+                let summary = format!(
+                    "GetEntries sent entry {} where entry {due} was due",
+                    entry.index
+                );
+                return Err(evidence_for(summary, signed));
+            }
+            due += 1;
+            batch.push(entry.data);
+            if batch.len() as u64 == TILE_WIDTH {
+                flush(&mut batch)?;
+            }
+        }
+        flush(&mut batch)
+    })
+}
+
+/// A finding about an entry, with the entry itself as evidence.
+fn entry_evidence<E: AsRef<[u8]>>(
+    finding: AuditFinding,
+    signed: &SignedCheckpoint,
+    source: &str,
+    first: u64,
+    entries: &[E],
+) -> Failure {
+    let entry = finding
+        .index()
+        .and_then(|index| entries.get(usize::try_from(index.checked_sub(first)?).ok()?))
+        .map(|entry| ("entry (base64)".to_owned(), BASE64_STANDARD.encode(entry)));
+    let mut extra = vec![("served by".to_owned(), source.to_owned())];
+    extra.extend(entry);
+    evidence(finding, signed, extra)
+}
+
+/// An audit finding as a security failure, with the checkpoint it was
+/// checked against.
+fn evidence(
+    finding: AuditFinding,
+    signed: &SignedCheckpoint,
+    extra: Vec<(String, String)>,
+) -> Failure {
+    let mut evidence = vec![("checkpoint".to_owned(), signed.note_text().to_owned())];
+    if let Some(index) = finding.index() {
+        evidence.push(("index".to_owned(), index.to_string()));
+    }
+    evidence.extend(extra);
+    Failure::security_with(finding.to_string(), evidence)
+}
+
+fn evidence_for(summary: String, signed: &SignedCheckpoint) -> Failure {
+    with_checkpoint(Failure::security(summary), signed)
+}
+
+/// Adds the checkpoint to a security finding's evidence.
+fn with_checkpoint(failure: Failure, signed: &SignedCheckpoint) -> Failure {
+    match failure {
+        Failure::Security(mut finding) => {
+            finding
+                .evidence
+                .insert(0, ("checkpoint".to_owned(), signed.note_text().to_owned()));
+            Failure::Security(finding)
+        }
+        unchecked => unchecked,
+    }
+}
+
+fn summary(
+    signed: &SignedCheckpoint,
+    state: &AuditState,
+    from: u64,
+    elapsed: Duration,
+    acceptance: Acceptance,
+) -> Report {
+    let cp = &signed.checkpoint;
+    let this_run = cp.size - from;
+    let seconds = elapsed.as_secs_f64();
+    let rate = if seconds > 0.0 {
+        this_run as f64 / seconds
+    } else {
+        0.0
+    };
+    let trusted = match acceptance {
+        Acceptance::First => "trusted from now on (first checkpoint in this state)".to_owned(),
+        Acceptance::Unchanged => "same tree as the trusted checkpoint".to_owned(),
+        Acceptance::Extended { from } => format!("proven consistent with the trusted size {from}"),
+    };
+    let submitters: String = state
+        .by_submitter()
+        .iter()
+        .map(|(key_id, count)| format!("\n  {key_id}: {count} entries"))
+        .collect();
+    Report {
+        human: format!(
+            "audit passed: the {} entries of {} hash to its signed root {}\n\
+             audited {this_run} entries this run (from index {from}), {} in total\n\
+             data flows: {}, code releases: {}\n\
+             submitters: {}{submitters}\n\
+             took {seconds:.2} s ({rate:.0} entries/s)\n\
+             trusted state: {trusted}",
+            cp.size,
+            cp.origin,
+            cp.root,
+            state.size(),
+            state.data_flows(),
+            state.releases(),
+            state.by_submitter().len(),
+        ),
+        json: json!({
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": cp.root.to_string(),
+            "audited_from": from,
+            "audited_this_run": this_run,
+            "audited_total": state.size(),
+            "data_flows": state.data_flows(),
+            "releases": state.releases(),
+            "submitters": state.by_submitter().len(),
+            "entries_by_submitter": state.by_submitter(),
+            "seconds": seconds,
+            "entries_per_second": rate,
+            "trusted_state": trusted,
+        }),
+    }
+}
+
+/// Progress on stderr: on a terminal one line redrawn with a bar, rate and
+/// ETA; otherwise (a log file, CI) a plain line every [`Progress::PLAIN_EVERY`]
+/// entries.
+struct Progress {
+    from: u64,
+    to: u64,
+    started: Instant,
+    terminal: bool,
+    /// When the terminal line was last drawn, if it has been.
+    drawn: Option<Instant>,
+    /// Entries done at the last plain line.
+    printed: u64,
+}
+
+impl Progress {
+    const PLAIN_EVERY: u64 = 100_000;
+    const REDRAW: Duration = Duration::from_millis(200);
+    const BAR: usize = 30;
+
+    fn new(from: u64, to: u64) -> Self {
+        Self {
+            from,
+            to,
+            started: Instant::now(),
+            terminal: std::io::stderr().is_terminal(),
+            drawn: None,
+            printed: from,
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        if self.terminal {
+            if self.drawn.is_none_or(|at| at.elapsed() >= Self::REDRAW) {
+                self.draw(done);
+            }
+        } else if done - self.printed >= Self::PLAIN_EVERY {
+            eprintln!("audit: {}", self.line(done));
+            self.printed = done;
+        }
+    }
+
+    fn draw(&mut self, done: u64) {
+        let filled =
+            (Self::BAR as u64 * (done - self.from) / (self.to - self.from).max(1)) as usize;
+        let bar = format!("{}{}", "#".repeat(filled), ".".repeat(Self::BAR - filled));
+        eprint!("\r\x1b[Kaudit [{bar}] {}", self.line(done));
+        let _ = std::io::stderr().flush();
+        self.drawn = Some(Instant::now());
+    }
+
+    /// `done/to entries, rate, ETA`.
+    fn line(&self, done: u64) -> String {
+        let rate = (done - self.from) as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        let eta = if rate > 0.0 {
+            (self.to - done) as f64 / rate
+        } else {
+            0.0
+        };
+        format!(
+            "{done}/{} entries, {rate:.0} entries/s, ETA {eta:.0} s",
+            self.to
+        )
+    }
+
+    /// Draws the terminal line a last time and ends it, so that what
+    /// follows starts on its own line.
+    fn end(&mut self, done: u64) {
+        if self.terminal && self.drawn.is_some() {
+            self.draw(done);
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! `verifier checkpoint`: fetch, verify and print the latest checkpoint.
+
+use super::outcome::{Outcome, Report};
+use super::remote::{verifier_key, Log};
+use super::state::{Acceptance, TrustedState};
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Arguments of `verifier checkpoint`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The log's URL.
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key, inline or as a file.
+    #[arg(long)]
+    vkey: String,
+    /// Directory of trusted state: the checkpoint must be consistent with
+    /// the one trusted there, and then replaces it.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let key = verifier_key(&args.vkey)?;
+    let log = Log::new(&args.log)?;
+    let signed = log.checkpoint(&key)?;
+    let acceptance = match &args.state {
+        Some(dir) => Some(TrustedState::open(dir, &key)?.accept(&log, &signed)?),
+        None => None,
+    };
+    let cp = &signed.checkpoint;
+    let relation = match acceptance {
+        None => "not compared with any trusted state".to_owned(),
+        Some(Acceptance::First) => {
+            "trusted from now on (first checkpoint in this state)".to_owned()
+        }
+        Some(Acceptance::Unchanged) => "same tree as the trusted checkpoint".to_owned(),
+        Some(Acceptance::Extended { from }) => {
+            format!("proven consistent with the trusted size {from}")
+        }
+    };
+    Ok(Report {
+        human: format!(
+            "verified checkpoint of {}\nsize {}\nroot {}\n{relation}\n\n{}",
+            cp.origin,
+            cp.size,
+            cp.root,
+            signed.note_text()
+        ),
+        json: json!({
+            "origin": cp.origin,
+            "size": cp.size,
+            "root": cp.root.to_string(),
+            "note": signed.note_text(),
+            "trusted_state": relation,
+        }),
+    })
+}

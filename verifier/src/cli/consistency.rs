@@ -1,0 +1,66 @@
+//! `verifier consistency`: verify that one signed checkpoint extends another.
+
+use super::outcome::{Failure, Outcome, Report};
+use super::remote::{verifier_key, Log};
+use super::state::{check_consistency, proof_lines, prove_consistency};
+use crate::checkpoint::SignedCheckpoint;
+use crate::keys::VerifierKey;
+use serde_json::json;
+use std::path::PathBuf;
+
+/// Arguments of `verifier consistency`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The log's URL (for the proof and, without --new, the new checkpoint).
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key, inline or as a file.
+    #[arg(long)]
+    vkey: String,
+    /// A file holding the older signed checkpoint.
+    #[arg(long)]
+    old: PathBuf,
+    /// A file holding the newer signed checkpoint [default: the log's latest].
+    #[arg(long)]
+    new: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let key = verifier_key(&args.vkey)?;
+    let log = Log::new(&args.log)?;
+    let old = read_note(&args.old, &key)?;
+    let new = match &args.new {
+        Some(path) => read_note(path, &key)?,
+        None => log.checkpoint(&key)?,
+    };
+    let proof = prove_consistency(&log, &old, &new)?;
+    check_consistency(&old, &new, &proof)?;
+    let (a, b) = (&old.checkpoint, &new.checkpoint);
+    Ok(Report {
+        human: format!(
+            "verified: the tree of size {} (root {}) extends the tree of size {} (root {})",
+            b.size, b.root, a.size, a.root
+        ),
+        json: json!({
+            "old_size": a.size,
+            "old_root": a.root.to_string(),
+            "new_size": b.size,
+            "new_root": b.root.to_string(),
+            "proof": proof_lines(&proof).lines().collect::<Vec<_>>(),
+        }),
+    })
+}
+
+/// Reads and verifies a signed checkpoint file. One that does not verify
+/// under the log's key is not evidence of anything: the check cannot be made.
+fn read_note(path: &PathBuf, key: &VerifierKey) -> Result<SignedCheckpoint, Failure> {
+    let note = std::fs::read(path)
+        .map_err(|e| Failure::unchecked(format!("cannot read {}: {e}", path.display())))?;
+    SignedCheckpoint::verify(&note, key).map_err(|e| {
+        Failure::unchecked(format!(
+            "{} is not a checkpoint signed by {}: {e}",
+            path.display(),
+            key.key_id()
+        ))
+    })
+}

@@ -1,0 +1,64 @@
+//! `verifier keygen`: create an Ed25519 key for a submitter (or a reviewer).
+//!
+//! The signer key goes to `--out`, created with mode 0600 and never over an
+//! existing file: overwriting a key would silently orphan everything signed
+//! with it. Only the verifier key line is printed, so that
+//! `verifier keygen … >> <data-dir>/submitters` puts it on a log's
+//! allowlist.
+
+use super::outcome::{Failure, Outcome, Report};
+use crate::keys::SigningKey;
+use serde_json::json;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Arguments of `verifier keygen`.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The key's name: no spaces and no '+', for example `pipeline.example`.
+    #[arg(long)]
+    name: String,
+    /// Where to write the signer key; must not exist yet.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Outcome {
+    let key = SigningKey::generate(&args.name)
+        .map_err(|e| Failure::unchecked(format!("--name {}: {e}", args.name)))?;
+    write_secret(&args.out, &key.to_signer_string())?;
+    let verifier_key = key.verifier_key().to_string();
+    Ok(Report {
+        human: verifier_key.clone(),
+        json: json!({
+            "key_id": key.key_id(),
+            "verifier_key": verifier_key,
+            "file": args.out.display().to_string(),
+        }),
+    })
+}
+
+/// Creates `path` with mode 0600 and writes `secret` and a newline to it,
+/// refusing an existing file. A file that could not be written completely
+/// is removed, so a failed run can simply be repeated.
+fn write_secret(path: &Path, secret: &str) -> Result<(), Failure> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path).map_err(|e| {
+        Failure::unchecked(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} already exists; keygen never overwrites a key",
+                path.display()
+            ),
+            _ => format!("cannot create {}: {e}", path.display()),
+        })
+    })?;
+    writeln!(file, "{secret}")
+        .and_then(|()| file.sync_all())
+        .map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            Failure::unchecked(format!("cannot write {}: {e}", path.display()))
+        })
+}

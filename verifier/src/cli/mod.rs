@@ -1,0 +1,92 @@
+//! The `verifier` command: what auditors, submitters and the public run.
+//!
+//! It trusts nothing the log says that it has not checked itself. `--log`
+//! is the log's one URL; reads come from its C2SP tiles, so every command
+//! but `submit` and lookups by hash also works against a static mirror.
+//! See [`outcome`] for exit codes.
+
+mod audit;
+mod bundle;
+mod checkpoint;
+mod consistency;
+mod event_json;
+mod inclusion;
+mod keygen;
+pub mod outcome;
+mod remote;
+mod state;
+mod submit;
+
+use clap::{Parser, Subcommand};
+use outcome::{finish, Failure};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "verifier",
+    version,
+    about = "Check a data-flow and code-release transparency log without trusting its operator.",
+    after_help = "Exit codes: 0 verified, 1 verification failed (a security finding), 2 could not check."
+)]
+struct Cli {
+    /// Print one JSON object instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a new Ed25519 key (mode 0600) and print its verifier key line.
+    Keygen(keygen::Args),
+    /// Sign and append events, verifying the inclusion proof of each.
+    Submit(submit::Args),
+    /// Fetch, verify and print the latest checkpoint.
+    Checkpoint(checkpoint::Args),
+    /// Verify that an entry is in the log.
+    Inclusion(inclusion::Args),
+    /// Verify that one checkpoint extends another.
+    Consistency(consistency::Args),
+    /// Replay every entry, recompute the root, and resume next time.
+    Audit(audit::Args),
+    /// Check an offline proof bundle, with no network.
+    VerifyBundle(bundle::Args),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let is_usage_error = e.use_stderr();
+            let _ = e.print();
+            return if is_usage_error {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let outcome = match cli.command {
+        Command::Keygen(args) => keygen::run(args),
+        Command::Submit(args) => submit::run(args),
+        Command::Checkpoint(args) => checkpoint::run(args),
+        Command::Inclusion(args) => inclusion::run(args),
+        Command::Consistency(args) => consistency::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::VerifyBundle(args) => bundle::run(args),
+    };
+    finish(outcome, cli.json)
+}
+
+/// Runs `future` on a single-threaded runtime, for the gRPC calls.
+fn block_on<T, F: std::future::Future<Output = Result<T, Failure>>>(
+    future: F,
+) -> Result<T, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::unchecked(format!("cannot start the async runtime: {e}")))?
+        .block_on(future)
+}

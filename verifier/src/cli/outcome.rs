@@ -1,0 +1,113 @@
+//! What a command concluded, and how that becomes an exit code and output.
+//!
+//! | exit | meaning |
+//! |------|---------|
+//! | 0 | verified |
+//! | 1 | verification failed: a security finding |
+//! | 2 | could not check: network error, bad input, missing file |
+//!
+//! A security finding is never printed as a warning: it carries the
+//! evidence (the signed notes and proofs involved) so that the report can
+//! be checked by someone else.
+
+use serde_json::{json, Value};
+use std::process::ExitCode;
+
+/// A command's successful result: a line or more for people, and one JSON
+/// object for `--json`.
+#[derive(Debug)]
+pub struct Report {
+    /// What a person reads.
+    pub human: String,
+    /// What a program reads; `"ok": true` is added when printed.
+    pub json: Value,
+}
+
+/// Evidence that the log (or a file claiming to come from it) is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// One line saying exactly what failed.
+    pub summary: String,
+    /// Named pieces of evidence, such as signed notes and proof lines.
+    pub evidence: Vec<(String, String)>,
+}
+
+/// Why a command did not end in "verified".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Verification failed: exit 1.
+    Security(Finding),
+    /// The check could not be made: exit 2.
+    Unchecked(String),
+}
+
+impl Failure {
+    /// A finding without attached evidence.
+    pub fn security(summary: impl Into<String>) -> Self {
+        Self::Security(Finding {
+            summary: summary.into(),
+            evidence: Vec::new(),
+        })
+    }
+
+    /// A finding with evidence.
+    pub fn security_with(summary: impl Into<String>, evidence: Vec<(String, String)>) -> Self {
+        Self::Security(Finding {
+            summary: summary.into(),
+            evidence,
+        })
+    }
+
+    /// The check could not be made.
+    pub fn unchecked(reason: impl Into<String>) -> Self {
+        Self::Unchecked(reason.into())
+    }
+}
+
+/// What every command returns.
+pub type Outcome = Result<Report, Failure>;
+
+/// Prints `outcome` and turns it into the process exit code.
+pub fn finish(outcome: Outcome, as_json: bool) -> ExitCode {
+    match outcome {
+        Ok(report) => {
+            if as_json {
+                let mut json = report.json;
+                if let Value::Object(map) = &mut json {
+                    map.insert("ok".into(), Value::Bool(true));
+                }
+                println!("{json}");
+            } else {
+                println!("{}", report.human.trim_end());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(Failure::Security(finding)) => {
+            if as_json {
+                let evidence: serde_json::Map<String, Value> = finding
+                    .evidence
+                    .iter()
+                    .map(|(name, text)| (name.clone(), Value::String(text.clone())))
+                    .collect();
+                println!(
+                    "{}",
+                    json!({"ok": false, "security_finding": finding.summary, "evidence": evidence})
+                );
+            } else {
+                eprintln!("verifier: SECURITY FINDING: {}", finding.summary);
+                for (name, text) in &finding.evidence {
+                    eprintln!("--- {name} ---\n{}", text.trim_end());
+                }
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Unchecked(reason)) => {
+            if as_json {
+                println!("{}", json!({"ok": false, "error": reason}));
+            } else {
+                eprintln!("verifier: could not check: {reason}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
