@@ -267,3 +267,53 @@ async fn a_forked_log_is_a_security_finding() {
     let run = verify("checkpoint", &fork, &["--state", &state_arg]);
     assert_exit(&run, 1, "does not extend its tree of size 140");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_file_is_proven_to_be_in_the_log_under_its_submitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LogServer::start(
+        &dir.path().join("log"),
+        &["--origin", "log.example.test/events"],
+    );
+    append(&server, 0..20).await;
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events");
+    let flow = format!("{examples}/eu-to-eu-flow.json");
+    let key_file = server.data_dir.join("submitter.key").display().to_string();
+    let submitted = run_verifier(&[
+        "submit",
+        "--log",
+        &server.url(),
+        "--vkey",
+        &vkey(&server),
+        "--key",
+        &key_file,
+        &flow,
+    ]);
+    assert_exit(&submitted, 0, "ok");
+    let operator = server.submitter_key().key_id();
+
+    let run = verify(
+        "inclusion",
+        &server,
+        &["--event", &flow, "--submitter", &operator],
+    );
+    assert_exit(&run, 0, "verified: entry 20 ");
+    let other = SigningKey::from_seed("someone-else", [3; 32])
+        .unwrap()
+        .key_id();
+    let run = verify(
+        "inclusion",
+        &server,
+        &["--event", &flow, "--submitter", &other],
+    );
+    assert_exit(&run, 1, "no entry with the event");
+    let never_sent = format!("{examples}/eu-to-us-flow.json");
+    let run = verify(
+        "inclusion",
+        &server,
+        &["--event", &never_sent, "--submitter", &operator],
+    );
+    assert_exit(&run, 1, "no entry with the event");
+    let run = verify("inclusion", &server, &["--event", &flow]);
+    assert_exit(&run, 2, "--submitter");
+}

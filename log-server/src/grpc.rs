@@ -179,20 +179,22 @@ impl proto::log_server::Log for LogService {
             request.tree_size
         };
         let index = match request.leaf {
-            None => return Err(Status::invalid_argument("leaf: set index or leaf_hash")),
-            Some(Leaf::Index(index)) => index,
-            Some(Leaf::LeafHash(hash)) => {
-                let hash: [u8; 32] = hash.as_slice().try_into().map_err(|_| {
-                    Status::invalid_argument(format!(
-                        "leaf_hash: {} bytes; a leaf hash is 32",
-                        hash.len()
-                    ))
-                })?;
-                self.log
-                    .index_of_leaf(&hash)
-                    .map_err(read_status)?
-                    .ok_or_else(|| Status::not_found("leaf_hash: no entry with this leaf hash"))?
+            None => {
+                return Err(Status::invalid_argument(
+                    "leaf: set index, leaf_hash or event_id",
+                ))
             }
+            Some(Leaf::Index(index)) => index,
+            Some(Leaf::LeafHash(hash)) => self
+                .log
+                .index_of_leaf(&digest("leaf_hash", &hash)?)
+                .map_err(read_status)?
+                .ok_or_else(|| Status::not_found("leaf_hash: no entry with this leaf hash"))?,
+            Some(Leaf::EventId(id)) => self
+                .log
+                .index_of_event(&digest("event_id", &id)?)
+                .map_err(read_status)?
+                .ok_or_else(|| Status::not_found("event_id: no entry with this event id"))?,
         };
         let proof = self
             .log
@@ -275,6 +277,16 @@ impl proto::log_server::Log for LogService {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// A 32-byte digest from a request field, or INVALID_ARGUMENT naming it.
+fn digest(field: &str, bytes: &[u8]) -> Result<[u8; 32], Status> {
+    bytes.try_into().map_err(|_| {
+        Status::invalid_argument(format!(
+            "{field}: {} bytes; a SHA-256 digest is 32",
+            bytes.len()
+        ))
+    })
 }
 
 fn submission_status(error: SubmissionError) -> Status {

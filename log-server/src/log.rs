@@ -152,6 +152,13 @@ impl Log {
         Ok(self.storage.index_of_leaf(leaf_hash)?.filter(|&i| i < size))
     }
 
+    /// The index of the entry with this event id, if it is in the
+    /// published tree.
+    pub fn index_of_event(&self, event_id: &[u8; 32]) -> Result<Option<u64>, ReadError> {
+        let size = self.latest().size;
+        Ok(self.storage.index_of_event(event_id)?.filter(|&i| i < size))
+    }
+
     /// The entries in `start..end`, which must be within the published tree.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, ReadError> {
         let entries = self.storage.entries(start, end)?;

@@ -1,14 +1,17 @@
 //! `verifier inclusion`: verify that an entry is in the log, by index (from
-//! the tiles alone) or by leaf hash (located over gRPC, proven locally).
+//! the tiles alone), or by leaf hash or event file (located over gRPC, then
+//! proven from the tiles and the signed checkpoint).
 
+use super::event_json::parse_events;
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{grpc, verifier_key, Log};
 use super::state::{proof_lines, TrustedState};
 use crate::checkpoint::SignedCheckpoint;
-use crate::event::decode_entry;
+use crate::event::{decode_entry, event_id};
 use crate::merkle::{leaf_hash, verify_inclusion, Hash};
-use crate::proto::{get_inclusion_proof_request::Leaf, GetInclusionProofRequest};
+use crate::proto::{get_inclusion_proof_request::Leaf, GetInclusionProofRequest, SignedEvent};
 use crate::tiles::{decode_entry_bundle, TileId, TiledHashReader, TILE_WIDTH};
+use prost::Message as _;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -24,13 +27,21 @@ pub struct Args {
     /// The entry's index.
     #[arg(
         long,
-        required_unless_present = "leaf_hash",
-        conflicts_with = "leaf_hash"
+        required_unless_present_any = ["leaf_hash", "event"],
+        conflicts_with_all = ["leaf_hash", "event"]
     )]
     index: Option<u64>,
     /// The entry's RFC 9162 leaf hash, in hex or base64.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "event")]
     leaf_hash: Option<String>,
+    /// A file holding the event as submitted (protobuf JSON mapping, as for
+    /// `submit`): proves that exactly this event, signed by `--submitter`,
+    /// is in the log.
+    #[arg(long, requires = "submitter")]
+    event: Option<PathBuf>,
+    /// The key id (`<name>+<hex id>`) the event was submitted under.
+    #[arg(long)]
+    submitter: Option<String>,
     /// Directory of trusted state: the checkpoint proven against must be
     /// consistent with the one trusted there.
     #[arg(long)]
@@ -45,10 +56,16 @@ pub fn run(args: Args) -> Outcome {
         TrustedState::open(dir, &key)?.accept(&log, &signed)?;
     }
     let size = signed.checkpoint.size;
-    let (index, leaf, proof, entry) = match (args.index, &args.leaf_hash) {
-        (Some(index), _) => by_index(&log, &signed, index)?,
-        (None, Some(hash)) => by_leaf_hash(&log, size, parse_hash(hash)?)?,
-        (None, None) => return Err(Failure::unchecked("give --index or --leaf-hash")),
+    let (index, leaf, proof, entry) = match (args.index, &args.leaf_hash, &args.event) {
+        (Some(index), _, _) => by_index(&log, &signed, index)?,
+        (None, Some(hash), _) => by_leaf_hash(&log, size, parse_hash(hash)?)?,
+        (None, None, Some(file)) => {
+            let submitter = args.submitter.as_deref().unwrap_or_default();
+            by_event(&log, &signed, file, submitter)?
+        }
+        (None, None, None) => {
+            return Err(Failure::unchecked("give --index, --leaf-hash or --event"))
+        }
     };
     verify_inclusion(&proof, index, size, leaf, signed.checkpoint.root).map_err(|e| {
         Failure::security_with(
@@ -106,22 +123,12 @@ fn by_index(log: &Log, signed: &SignedCheckpoint, index: u64) -> Result<Located,
 
 /// Asks the log where the leaf is and for its proof, over gRPC.
 fn by_leaf_hash(log: &Log, size: u64, leaf: Hash) -> Result<Located, Failure> {
-    let response = super::block_on(async {
-        grpc(log)
-            .await?
-            .get_inclusion_proof(GetInclusionProofRequest {
-                leaf: Some(Leaf::LeafHash(leaf.0.to_vec())),
-                tree_size: size,
-            })
-            .await
-            .map(tonic::Response::into_inner)
-            .map_err(|s| match s.code() {
-                tonic::Code::NotFound => {
-                    Failure::security(format!("the log has no entry with leaf hash {leaf}"))
-                }
-                _ => Failure::unchecked(format!("GetInclusionProof: {}", s.message())),
-            })
-    })?;
+    let response = locate(
+        log,
+        Leaf::LeafHash(leaf.0.to_vec()),
+        size,
+        &format!("leaf hash {leaf}"),
+    )?;
     let proof = response
         .proof
         .iter()
@@ -131,6 +138,79 @@ fn by_leaf_hash(log: &Log, size: u64, leaf: Hash) -> Result<Located, Failure> {
             Failure::security("the log's inclusion proof holds a hash that is not 32 bytes")
         })?;
     Ok((response.index, leaf, proof, None))
+}
+
+/// Asks the log where the event is, then proves from the tiles that the
+/// entry at that index holds exactly this event under this key.
+fn by_event(
+    log: &Log,
+    signed: &SignedCheckpoint,
+    file: &PathBuf,
+    submitter: &str,
+) -> Result<Located, Failure> {
+    let input = std::fs::read(file)
+        .map_err(|e| Failure::unchecked(format!("cannot read {}: {e}", file.display())))?;
+    let events =
+        parse_events(&input).map_err(|e| Failure::unchecked(format!("{}: {e}", file.display())))?;
+    let [(_, event)] = events.as_slice() else {
+        return Err(Failure::unchecked(format!(
+            "{}: holds {} events; give one",
+            file.display(),
+            events.len()
+        )));
+    };
+    let wanted = SignedEvent {
+        event: event.encode_to_vec(),
+        key_id: submitter.to_owned(),
+        signature: Vec::new(),
+    };
+    let what = format!("the event in {} under {submitter}", file.display());
+    let response = locate(
+        log,
+        Leaf::EventId(event_id(&wanted).to_vec()),
+        signed.checkpoint.size,
+        &what,
+    )?;
+    let located = by_index(log, signed, response.index)?;
+    let stored = located
+        .3
+        .as_deref()
+        .and_then(|entry| decode_entry(entry).ok())
+        .and_then(|entry| entry.signed_event);
+    match stored {
+        Some(s) if s.event == wanted.event && s.key_id == wanted.key_id => Ok(located),
+        _ => Err(Failure::security(format!(
+            "the log says {what} is entry {}, but that entry holds another event",
+            response.index
+        ))),
+    }
+}
+
+/// Looks an entry up over gRPC. "No such entry" fails the claim being
+/// checked (that the entry is in the log), so it is a finding, exit 1; a
+/// network or argument problem is "could not check", exit 2.
+fn locate(
+    log: &Log,
+    leaf: Leaf,
+    size: u64,
+    what: &str,
+) -> Result<crate::proto::GetInclusionProofResponse, Failure> {
+    super::block_on(async {
+        grpc(log)
+            .await?
+            .get_inclusion_proof(GetInclusionProofRequest {
+                leaf: Some(leaf),
+                tree_size: size,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => {
+                    Failure::security(format!("the log has no entry with {what}"))
+                }
+                _ => Failure::unchecked(format!("GetInclusionProof: {}", s.message())),
+            })
+    })
 }
 
 /// Parses a 32-byte hash given in hex or base64.
