@@ -49,7 +49,9 @@ fn admission(c: &mut Criterion) {
     group.bench_function("check_submission", |b| {
         b.iter(|| check_submission(black_box(&signed), &ring).unwrap())
     });
-    group.bench_function("sign_event", |b| b.iter(|| sign_event(&key, black_box(&flow()))));
+    group.bench_function("sign_event", |b| {
+        b.iter(|| sign_event(&key, black_box(&flow())))
+    });
     group.finish();
 }
 
