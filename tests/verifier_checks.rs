@@ -155,6 +155,11 @@ async fn checkpoint_inclusion_and_consistency_verify_a_growing_log() {
         "has 700 entries",
     );
 
+    assert_exit(
+        &verify("consistency", &server, &["--state", &state_arg]),
+        0,
+        "extends the tree of size 700",
+    );
     let old = old_note.display().to_string();
     assert_exit(
         &verify("consistency", &server, &["--old", &old]),
@@ -265,6 +270,18 @@ async fn a_forked_log_is_a_security_finding() {
 
     append(&fork, 6000..6010).await;
     let run = verify("checkpoint", &fork, &["--state", &state_arg]);
+    assert_exit(&run, 1, "does not extend its tree of size 140");
+
+    let flow = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/events/eu-to-eu-flow.json"
+    );
+    let key_file = fork_dir.join("submitter.key").display().to_string();
+    let run = verify(
+        "submit",
+        &fork,
+        &["--key", &key_file, "--state", &state_arg, flow],
+    );
     assert_exit(&run, 1, "does not extend its tree of size 140");
 }
 

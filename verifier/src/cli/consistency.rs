@@ -2,7 +2,7 @@
 
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{verifier_key, Log};
-use super::state::{check_consistency, proof_lines, prove_consistency};
+use super::state::{check_consistency, proof_lines, prove_consistency, TrustedState};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
 use serde_json::json;
@@ -18,8 +18,12 @@ pub struct Args {
     #[arg(long)]
     vkey: String,
     /// A file holding the older signed checkpoint.
+    #[arg(long, required_unless_present = "state")]
+    old: Option<PathBuf>,
+    /// Directory of trusted state: without --old, its trusted checkpoint is
+    /// the older one.
     #[arg(long)]
-    old: PathBuf,
+    state: Option<PathBuf>,
     /// A file holding the newer signed checkpoint [default: the log's latest].
     #[arg(long)]
     new: Option<PathBuf>,
@@ -28,7 +32,13 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let key = verifier_key(&args.vkey)?;
     let log = Log::new(&args.log)?;
-    let old = read_note(&args.old, &key)?;
+    let old = match (&args.old, &args.state) {
+        (Some(path), _) => read_note(path, &key)?,
+        (None, Some(dir)) => TrustedState::open(dir, &key)?.trusted()?.ok_or_else(|| {
+            Failure::unchecked(format!("{}: no trusted checkpoint yet", dir.display()))
+        })?,
+        (None, None) => return Err(Failure::unchecked("give --old or --state")),
+    };
     let new = match &args.new {
         Some(path) => read_note(path, &key)?,
         None => log.checkpoint(&key)?,

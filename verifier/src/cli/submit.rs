@@ -17,7 +17,7 @@
 use super::event_json::parse_events;
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{grpc, verifier_key, Log};
-use super::state::{proof_lines, write_atomically};
+use super::state::{proof_lines, write_atomically, TrustedState};
 use crate::bundle::ProofBundle;
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{check_submission, decode_entry, sign_event};
@@ -54,6 +54,11 @@ pub struct Args {
     /// Also save an offline proof bundle of the last event to this file.
     #[arg(long)]
     bundle: Option<PathBuf>,
+    /// Directory of trusted state: every checkpoint the log answers with
+    /// must be consistent with the one trusted there, and the newest then
+    /// replaces it.
+    #[arg(long)]
+    state: Option<PathBuf>,
     /// Events in the protobuf JSON mapping of `tlog.v1.Event`: one object,
     /// or one per line. `-` or nothing reads standard input.
     input: Option<PathBuf>,
@@ -99,6 +104,14 @@ pub fn run(args: Args) -> Outcome {
             "line {line}: the log refused the event ({code:?}): {message}; \
              {refused} of {total} events refused, {appended}"
         )));
+    }
+    if let Some(dir) = &args.state {
+        let state = TrustedState::open(dir, &log_key)?;
+        let mut answered: Vec<&SignedCheckpoint> = logged.iter().map(|l| &l.checkpoint).collect();
+        answered.sort_by_key(|c| c.checkpoint.size);
+        for checkpoint in answered {
+            state.accept(&log, checkpoint)?;
+        }
     }
     if let (Some(path), Some(last), Some(entry)) = (&args.bundle, logged.last(), last_entry) {
         save_bundle(path, last, entry, &log_key)?;
