@@ -334,3 +334,107 @@ async fn an_event_file_is_proven_to_be_in_the_log_under_its_submitter() {
     let run = verify("inclusion", &server, &["--event", &flow]);
     assert_exit(&run, 2, "--submitter");
 }
+
+/// A static file server (Python's `http.server`) over `dir`, on an
+/// ephemeral loopback port, killed when dropped.
+struct StaticMirror(std::process::Child, String);
+
+impl StaticMirror {
+    fn serve(dir: &Path) -> Self {
+        use std::io::BufRead as _;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 is needed to serve a static mirror");
+        let stdout = child.stdout.take().unwrap();
+        let line = std::io::BufReader::new(stdout)
+            .lines()
+            .next()
+            .unwrap()
+            .unwrap();
+        let port = line
+            .split("port ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        Self(child, format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for StaticMirror {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_work_against_a_static_mirror_of_the_tiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = LogServer::start(
+        &dir.path().join("log"),
+        &["--origin", "log.example.test/mirror"],
+    );
+    let size = append(&server, 0..600).await;
+    let mirror = dir.path().join("mirror");
+    let copy = |path: &str| {
+        let response = tlog_e2e::http_get(server.addr, &format!("/{path}"));
+        assert_eq!(response.status, 200, "{path}");
+        let file = mirror.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, response.body).unwrap();
+    };
+    copy("checkpoint");
+    verifier::tiles::TileId::all_for_size(size)
+        .iter()
+        .for_each(|t| copy(&t.path()));
+    let submitters = server.data_dir.join("submitters").display().to_string();
+    let log_key = vkey(&server);
+    drop(server);
+
+    let static_mirror = StaticMirror::serve(&mirror);
+    let state = dir.path().join("state").display().to_string();
+    let on_mirror = |command: &str, extra: &[&str]| {
+        let mut args = vec![command, "--log", &static_mirror.1, "--vkey", &log_key];
+        args.extend_from_slice(extra);
+        run_verifier(&args)
+    };
+    assert_exit(
+        &on_mirror("checkpoint", &["--state", &state]),
+        0,
+        "size 600",
+    );
+    assert_exit(
+        &on_mirror("inclusion", &["--index", "300"]),
+        0,
+        "verified: entry 300 ",
+    );
+    let audit = on_mirror("audit", &["--state", &state, "--submitters", &submitters]);
+    assert_exit(&audit, 0, "600");
+
+    std::fs::write(mirror.join("tile/entries/001"), vec![0u8; 10]).unwrap();
+    let fresh_state = dir.path().join("fresh").display().to_string();
+    let tampered = on_mirror(
+        "audit",
+        &["--state", &fresh_state, "--submitters", &submitters],
+    );
+    assert_eq!(
+        tampered.code,
+        Some(1),
+        "a damaged mirror is caught: {}",
+        tampered.stderr
+    );
+}
