@@ -119,22 +119,13 @@ impl proto::log_server::Log for LogService {
                 events.len()
             )));
         }
-        // Check every signature first (off the async workers), then queue
-        // the valid events back to back, so one batch request lands in as
-        // few sequencer batches as the queue allows.
+        // Check every signature first, on every core and off the async
+        // workers, then queue the valid events back to back, so one batch
+        // request lands in as few sequencer batches as the queue allows.
         let allowlist = Arc::clone(&self.allowlist);
-        let checked: Vec<_> = tokio::task::spawn_blocking(move || {
-            events
-                .into_iter()
-                .map(|e| {
-                    check_submission(&e, &allowlist)
-                        .map(|_| e)
-                        .map_err(submission_status)
-                })
-                .collect()
-        })
-        .await
-        .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        let checked = tokio::task::spawn_blocking(move || check_in_parallel(events, &allowlist))
+            .await
+            .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
         let queued: Vec<_> = checked
             .into_iter()
             .map(|outcome| outcome.and_then(|signed| self.queue(signed)))
@@ -277,6 +268,46 @@ impl proto::log_server::Log for LogService {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// Checks submissions on as many threads as there are cores, keeping
+/// their order: signature verification is nearly all of the cost of
+/// admission, and one batch request should not be limited to one core.
+fn check_in_parallel(
+    events: Vec<SignedEvent>,
+    allowlist: &KeyRing,
+) -> Vec<Result<SignedEvent, Status>> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let per_thread = events.len().div_ceil(threads).max(1);
+    let mut chunks = Vec::with_capacity(threads);
+    let mut rest = events;
+    while rest.len() > per_thread {
+        let tail = rest.split_off(per_thread);
+        chunks.push(rest);
+        rest = tail;
+    }
+    chunks.push(rest);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .into_iter()
+                        .map(|e| {
+                            check_submission(&e, allowlist)
+                                .map(|_| e)
+                                .map_err(submission_status)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a validation thread panicked"))
+            .collect()
+    })
 }
 
 /// A 32-byte digest from a request field, or INVALID_ARGUMENT naming it.

@@ -7,9 +7,12 @@
 //! crash.
 
 use crate::storage::{Storage, StorageError};
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use verifier::merkle::{Hash, HashReader};
-use verifier::tiles::{encode_entry_bundle, HashTileSource, TileId, TileKind, TiledHashReader};
+use verifier::tiles::{
+    encode_entry_bundle, HashTileSource, TileId, TileKind, TiledHashReader, TILE_WIDTH,
+};
 
 /// A checkpoint the log has signed, committed and published.
 #[derive(Debug, Clone)]
@@ -41,18 +44,57 @@ pub enum ReadError {
 pub struct Log {
     storage: Arc<dyn Storage>,
     latest: RwLock<Arc<Published>>,
+    upper_tiles: UpperTiles,
 }
 
-/// Storage seen as a source of hash tiles for the proof builders.
-struct StoredTiles<'a>(&'a dyn Storage);
+/// Full hash tiles from level [`UpperTiles::MIN_LEVEL`] up, kept in memory.
+///
+/// Every proof touches the top of the tree, and a full tile never changes,
+/// so these are read from storage once. There is one such tile per 65,536
+/// entries; the cap keeps memory flat even past a billion entries (a
+/// tile that does not fit is simply read from storage each time).
+#[derive(Default)]
+struct UpperTiles(RwLock<HashMap<(u8, u64), Arc<Vec<u8>>>>);
+
+impl UpperTiles {
+    /// Tiles at this level and above hold one hash per 65,536 entries.
+    const MIN_LEVEL: u8 = 2;
+    /// At most this many tiles (8 KiB each): 32 MiB.
+    const CAPACITY: usize = 4096;
+
+    fn get(&self, level: u8, index: u64) -> Option<Arc<Vec<u8>>> {
+        let tiles = self.0.read().expect("tile cache lock poisoned");
+        tiles.get(&(level, index)).cloned()
+    }
+
+    fn offer(&self, level: u8, index: u64, hashes: &[u8]) {
+        let full = hashes.len() == TILE_WIDTH as usize * 32;
+        if level < Self::MIN_LEVEL || !full {
+            return;
+        }
+        let mut tiles = self.0.write().expect("tile cache lock poisoned");
+        if tiles.len() < Self::CAPACITY {
+            tiles.insert((level, index), Arc::new(hashes.to_vec()));
+        }
+    }
+}
+
+/// Storage, through the upper-tile cache, as a source of hash tiles for the
+/// proof builders.
+struct StoredTiles<'a>(&'a Log);
 
 impl HashTileSource for StoredTiles<'_> {
     type Error = StorageError;
 
     fn hash_tile(&self, level: u8, index: u64) -> Result<Vec<u8>, StorageError> {
-        self.0
-            .tile(level, index)?
-            .ok_or_else(|| StorageError::Corrupt(format!("hash tile {level}/{index} is missing")))
+        if let Some(tile) = self.0.upper_tiles.get(level, index) {
+            return Ok(tile.to_vec());
+        }
+        let tile = self.0.storage.tile(level, index)?.ok_or_else(|| {
+            StorageError::Corrupt(format!("hash tile {level}/{index} is missing"))
+        })?;
+        self.0.upper_tiles.offer(level, index, &tile);
+        Ok(tile)
     }
 }
 
@@ -62,6 +104,7 @@ impl Log {
         Self {
             storage,
             latest: RwLock::new(Arc::new(latest)),
+            upper_tiles: UpperTiles::default(),
         }
     }
 
@@ -86,7 +129,7 @@ impl Log {
     /// The RFC 9162 root of the stored tree of `size` entries, recomputed
     /// from the hash tiles in O(log n) reads.
     pub fn stored_root(&self, size: u64) -> Result<Hash, ReadError> {
-        let tiles = StoredTiles(&*self.storage);
+        let tiles = StoredTiles(self);
         let reader = TiledHashReader::new(&tiles);
         tlog_tiles::tree_hash(size, &reader).map_err(|e| proof_failure("root", e))
     }
@@ -94,7 +137,7 @@ impl Log {
     /// The hashes of the maximal perfect subtrees of the stored tree of
     /// `size` entries, leftmost first: the compact range to resume from.
     pub fn stored_peaks(&self, size: u64) -> Result<Vec<Hash>, ReadError> {
-        let tiles = StoredTiles(&*self.storage);
+        let tiles = StoredTiles(self);
         let reader = TiledHashReader::new(&tiles);
         let indexes = tlog_tiles::sub_tree_index(0, size, vec![]);
         reader
@@ -116,7 +159,7 @@ impl Log {
                 "index {index} is not in a tree of size {size}"
             )));
         }
-        let tiles = StoredTiles(&*self.storage);
+        let tiles = StoredTiles(self);
         let reader = TiledHashReader::new(&tiles);
         tlog_tiles::prove_record(size, index, &reader)
             .map_err(|e| proof_failure("inclusion proof", e))
@@ -139,7 +182,7 @@ impl Log {
         if old_size == 0 {
             return Ok(Vec::new());
         }
-        let tiles = StoredTiles(&*self.storage);
+        let tiles = StoredTiles(self);
         let reader = TiledHashReader::new(&tiles);
         tlog_tiles::prove_tree(new_size, old_size, &reader)
             .map_err(|e| proof_failure("consistency proof", e))
@@ -191,7 +234,7 @@ impl Log {
         }
         match tile.kind {
             TileKind::Hashes { level } => {
-                let mut hashes = StoredTiles(&*self.storage).hash_tile(level, tile.index)?;
+                let mut hashes = StoredTiles(self).hash_tile(level, tile.index)?;
                 if hashes.len() < width * 32 {
                     return Err(StorageError::Corrupt(format!("{} is short", tile.path())).into());
                 }
@@ -212,4 +255,26 @@ impl Log {
 /// storage fault, never the caller's.
 fn proof_failure(what: &str, error: tlog_tiles::Error) -> ReadError {
     StorageError::Corrupt(format!("building {what}: {error}")).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_full_upper_tiles_are_cached_and_the_cache_is_bounded() {
+        let cache = UpperTiles::default();
+        let full = vec![7u8; TILE_WIDTH as usize * 32];
+        cache.offer(1, 0, &full);
+        cache.offer(2, 0, &full[..64]);
+        assert!(cache.get(1, 0).is_none(), "level-1 tiles are too many to keep");
+        assert!(cache.get(2, 0).is_none(), "a partial tile will still grow");
+        cache.offer(2, 0, &full);
+        assert_eq!(cache.get(2, 0).as_deref(), Some(&full));
+        for index in 1..=UpperTiles::CAPACITY as u64 {
+            cache.offer(3, index, &full);
+        }
+        assert!(cache.get(3, UpperTiles::CAPACITY as u64 - 1).is_some());
+        assert!(cache.get(3, UpperTiles::CAPACITY as u64).is_none(), "the cap holds");
+    }
 }
