@@ -54,7 +54,10 @@ pub struct Log {
 /// entries; the cap keeps memory flat even past a billion entries (a
 /// tile that does not fit is simply read from storage each time).
 #[derive(Default)]
-struct UpperTiles(RwLock<HashMap<(u8, u64), Arc<Vec<u8>>>>);
+struct UpperTiles(RwLock<HashMap<TileKey, Arc<Vec<u8>>>>);
+
+/// A hash tile's (level, index).
+type TileKey = (u8, u64);
 
 impl UpperTiles {
     /// Tiles at this level and above hold one hash per 65,536 entries.
@@ -267,7 +270,10 @@ mod tests {
         let full = vec![7u8; TILE_WIDTH as usize * 32];
         cache.offer(1, 0, &full);
         cache.offer(2, 0, &full[..64]);
-        assert!(cache.get(1, 0).is_none(), "level-1 tiles are too many to keep");
+        assert!(
+            cache.get(1, 0).is_none(),
+            "level-1 tiles are too many to keep"
+        );
         assert!(cache.get(2, 0).is_none(), "a partial tile will still grow");
         cache.offer(2, 0, &full);
         assert_eq!(cache.get(2, 0).as_deref(), Some(&full));
@@ -275,6 +281,9 @@ mod tests {
             cache.offer(3, index, &full);
         }
         assert!(cache.get(3, UpperTiles::CAPACITY as u64 - 1).is_some());
-        assert!(cache.get(3, UpperTiles::CAPACITY as u64).is_none(), "the cap holds");
+        assert!(
+            cache.get(3, UpperTiles::CAPACITY as u64).is_none(),
+            "the cap holds"
+        );
     }
 }

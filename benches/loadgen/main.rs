@@ -1,0 +1,281 @@
+//! `loadgen`: drive a running `log-server` over gRPC with signed, realistic
+//! events, and report throughput, latency, errors, and what the log cost
+//! in memory and disk (issue #4).
+//!
+//! ```text
+//! loadgen --log <url> --key <submitter key file> --events N --concurrency C
+//!         [--batch B] [--rate R] [--connections K] [--vkey <key|file>]
+//!         [--server-pid PID] [--data-dir DIR] [--json]
+//! ```
+//!
+//! The run: check the arguments and that the log answers; build and sign
+//! all N events (`events`); start the clock; C workers send them, unary or
+//! in batches, flat out or paced (`drive`, `pacing`); stop the clock at the
+//! last answer; then measure the server (`footprint`) and, with `--vkey`,
+//! check every acknowledged entry as served (`verify`).
+//!
+//! Exit codes: 0 the run completed (errors the log answered with are
+//! reported, not fatal); 1 `--vkey` verification failed; 2 bad arguments
+//! or the log is unreachable.
+
+mod drive;
+mod events;
+mod footprint;
+mod http;
+mod pacing;
+mod report;
+mod stats;
+mod verify;
+
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+use verifier::keys::{SigningKey, VerifierKey};
+
+/// Drive a running log-server with signed events and measure it.
+#[derive(Parser)]
+#[command(
+    name = "loadgen",
+    after_help = "Exit codes: 0 run completed (errors are reported), 1 verification failed, \
+                  2 bad arguments or log unreachable."
+)]
+struct Args {
+    /// The log's URL, for example http://127.0.0.1:8080.
+    #[arg(long)]
+    log: String,
+    /// The submitter's signer key file (data/submitter.key, or one written
+    /// by `verifier keygen`); it must be on the log's allowlist.
+    #[arg(long)]
+    key: PathBuf,
+    /// How many events to append.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    events: u64,
+    /// How many requests are in flight at once.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    concurrency: u64,
+    /// Use AppendBatch with this many events per call; without it, unary Append.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: Option<u64>,
+    /// Target events per second, paced open-loop; without it, flat out.
+    #[arg(long, value_parser = positive_rate)]
+    rate: Option<f64>,
+    /// gRPC (HTTP/2) connections shared by the workers [default: one per
+    /// worker].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    connections: Option<u64>,
+    /// The log's verifier key, inline or as a file: verify every answer's
+    /// checkpoint and inclusion proof, and every acknowledged entry as served.
+    #[arg(long)]
+    vkey: Option<String>,
+    /// The server's process id, to report its peak and current RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// The server's data directory, to report disk bytes per entry.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Print one JSON object instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of events per second"
+        )),
+    }
+}
+
+/// Why the run did not complete.
+#[derive(Debug)]
+pub enum Failure {
+    /// Verification with `--vkey` failed: exit 1.
+    Verification(String),
+    /// Bad arguments, or the log could not be reached or read: exit 2.
+    Unchecked(String),
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let json = args.json;
+    let (code, message) = match run(args) {
+        Ok(report) => {
+            if json {
+                println!("{}", report.json());
+            } else {
+                print!("{}", report.human());
+            }
+            return if report.tally.verify_failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            };
+        }
+        Err(Failure::Verification(m)) => (1, format!("verification failed: {m}")),
+        Err(Failure::Unchecked(m)) => (2, m),
+    };
+    if json {
+        println!("{}", serde_json::json!({"error": message, "exit": code}));
+    }
+    eprintln!("loadgen: {message}");
+    ExitCode::from(code)
+}
+
+fn run(args: Args) -> Result<report::Report, Failure> {
+    let bad = Failure::Unchecked;
+    let http = http::HttpLog::new(&args.log).map_err(bad)?;
+    let key = read_key(&args.key)?;
+    let log_key = args.vkey.as_deref().map(read_vkey).transpose()?;
+    if let Some(pid) = args.server_pid {
+        footprint::memory(pid).map_err(|e| bad(format!("--server-pid {pid}: {e}")))?;
+    }
+    if let Some(dir) = &args.data_dir {
+        footprint::disk_usage(dir).map_err(|e| bad(format!("--data-dir: {e}")))?;
+    }
+    let events = usize::try_from(args.events).map_err(|_| bad("--events: too many".into()))?;
+    let concurrency = args.concurrency as usize;
+    let batch = args.batch.map(|b| b as usize);
+    let connections = args.connections.map_or(concurrency, |k| k as usize);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| bad(format!("cannot start the async runtime: {e}")))?;
+    let clients = runtime
+        .block_on(drive::connect(&args.log, connections))
+        .map_err(bad)?;
+    let note = runtime
+        .block_on(drive::probe(&clients[0]))
+        .map_err(|e| bad(format!("{}: {e}", args.log)))?;
+    if let Some(log_key) = &log_key {
+        verify::checkpoint_size(note.as_bytes(), Some(log_key))?;
+    }
+
+    let nonce = events::run_nonce();
+    let signing_started = Instant::now();
+    eprintln!("loadgen: signing {events} events before the clock starts");
+    let signed = events::sign_all(&key, events, nonce);
+    let ids: Vec<[u8; 32]> = match log_key {
+        Some(_) => signed.iter().map(verifier::event::event_id).collect(),
+        None => Vec::new(),
+    };
+    let per_request = batch.unwrap_or(1);
+    let mut requests = Vec::with_capacity(events.div_ceil(per_request));
+    let mut rest = signed.into_iter();
+    loop {
+        let request: Vec<_> = rest.by_ref().take(per_request).collect();
+        if request.is_empty() {
+            break;
+        }
+        requests.push(request);
+    }
+    let signing = signing_started.elapsed();
+
+    eprintln!("loadgen: running");
+    let plan = drive::Plan {
+        requests,
+        batched: batch.is_some(),
+        batch: per_request,
+        concurrency,
+        schedule: pacing::Schedule::new(per_request, args.rate),
+        checker: log_key.clone().map(verify::AnswerChecker::new),
+    };
+    let (mut tally, wall) = runtime.block_on(drive::run(clients, plan));
+    drop(runtime);
+    // Memory first, before the reads below make the server do anything else.
+    let memory = args.server_pid.map(footprint::memory);
+
+    let mut storage = None;
+    if args.data_dir.is_some() || log_key.is_some() {
+        eprintln!("loadgen: reading the log's entries back over HTTP");
+        let note = http.get("checkpoint").map_err(bad)?;
+        let tree_size = verify::checkpoint_size(&note, log_key.as_ref())?;
+        let disk = args
+            .data_dir
+            .as_deref()
+            .map(footprint::disk_usage)
+            .transpose()
+            .map_err(bad)?;
+        let mut check = log_key
+            .is_some()
+            .then(|| verify::EntryCheck::new(std::mem::take(&mut tally.acks), ids));
+        // Without a data directory only the bundles holding this run's
+        // entries are needed; with one, every entry counts.
+        let bundles: Vec<u64> = match (&disk, &check) {
+            (None, Some(check)) => check.bundles(),
+            _ => footprint::all_bundles(tree_size).collect(),
+        };
+        let mut raw_entry_bytes = 0;
+        footprint::scan_entries(&http, tree_size, bundles, |n, entries| {
+            raw_entry_bytes += entries.iter().map(|e| e.len() as u64).sum::<u64>();
+            if let Some(check) = &mut check {
+                check.visit(n, entries);
+            }
+        })
+        .map_err(bad)?;
+        for failure in check.map(verify::EntryCheck::finish).unwrap_or_default() {
+            tally.verification_failed(failure);
+        }
+        storage = args
+            .data_dir
+            .zip(disk)
+            .map(|(data_dir, disk)| report::Storage {
+                data_dir,
+                tree_size,
+                disk,
+                raw_entry_bytes,
+            });
+    }
+
+    let latency = std::mem::take(&mut tally.latencies).summary();
+    Ok(report::Report {
+        setup: report::Setup {
+            log: args.log,
+            events,
+            concurrency,
+            connections,
+            batch,
+            rate: args.rate,
+            verification: log_key.is_some(),
+            nonce,
+            signing,
+        },
+        tally,
+        latency,
+        wall,
+        memory,
+        storage,
+    })
+}
+
+fn read_key(path: &std::path::Path) -> Result<SigningKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Unchecked(format!("--key {}: {e}", path.display())))?;
+    SigningKey::parse(&text)
+        .map_err(|e| Failure::Unchecked(format!("--key {}: {e}", path.display())))
+}
+
+/// A verifier key given inline (`name+id+key`) or as a file holding one.
+fn read_vkey(arg: &str) -> Result<VerifierKey, Failure> {
+    if let Ok(key) = VerifierKey::parse(arg) {
+        return Ok(key);
+    }
+    let text = std::fs::read_to_string(arg).map_err(|e| {
+        Failure::Unchecked(format!(
+            "--vkey {arg}: not a verifier key, and cannot read it as a file: {e}"
+        ))
+    })?;
+    VerifierKey::parse(&text).map_err(|e| Failure::Unchecked(format!("--vkey {arg}: {e}")))
+}
