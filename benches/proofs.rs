@@ -26,7 +26,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use log_server::log::Log;
 use log_server::server::recover;
-use log_server::storage::{Backend, Batch, Storage, TileWrite};
+use log_server::storage::{Backend, Batch, Storage};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -127,15 +127,7 @@ fn populate(entries: u64, backends: &[(Backend, &'static str)]) -> Logs {
             // a real log's.
             batch.event_ids.push(leaf_hash(&(!i).to_be_bytes()).0);
         }
-        batch.tiles = builder
-            .take_changed()
-            .into_iter()
-            .map(|t| TileWrite {
-                level: t.level,
-                index: t.index,
-                hashes: t.hashes,
-            })
-            .collect();
+        batch.tiles = builder.take_changed();
         batch.checkpoint = Checkpoint {
             origin: key.name().to_owned(),
             size: end,

@@ -23,7 +23,7 @@
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use log_server::storage::{Backend, Batch, TileWrite};
+use log_server::storage::{Backend, Batch};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
@@ -165,16 +165,7 @@ impl Sequencer {
             batch.leaf_hashes.push(leaf.0);
             batch.entries.push(entry);
         }
-        batch.tiles = self
-            .builder
-            .take_changed()
-            .into_iter()
-            .map(|t| TileWrite {
-                level: t.level,
-                index: t.index,
-                hashes: t.hashes,
-            })
-            .collect();
+        batch.tiles = self.builder.take_changed();
         batch.checkpoint = Checkpoint {
             origin: self.log_key.name().to_owned(),
             size: self.builder.size(),

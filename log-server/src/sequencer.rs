@@ -23,7 +23,7 @@
 //! for good rather than sign a tree it cannot vouch for.
 
 use crate::log::{Log, Published};
-use crate::storage::{Batch, Storage, TileWrite};
+use crate::storage::{Batch, Storage};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -296,16 +296,7 @@ impl Writer {
             new.leaf_hashes.push(leaf.0);
             slots.push(Slot::New(position));
         }
-        new.tiles = self
-            .builder
-            .take_changed()
-            .into_iter()
-            .map(|t| TileWrite {
-                level: t.level,
-                index: t.index,
-                hashes: t.hashes,
-            })
-            .collect();
+        new.tiles = self.builder.take_changed();
         if !new.entries.is_empty() {
             new.checkpoint = self.sign_checkpoint();
         }

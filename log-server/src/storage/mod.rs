@@ -55,16 +55,10 @@ pub struct Batch {
     pub checkpoint: Vec<u8>,
 }
 
-/// The full current contents of one hash tile.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TileWrite {
-    /// Tile level L: the tile holds tree level 8·L.
-    pub level: u8,
-    /// Tile index N within its level.
-    pub index: u64,
-    /// The tile's hashes, 32 bytes each, 1 to 256 of them.
-    pub hashes: Vec<u8>,
-}
+/// The full current contents of one hash tile, as the sequencer's tile
+/// builder produces it: tile level L (holding tree level 8·L), index N, and
+/// 1 to 256 hashes of 32 bytes each, written whole.
+pub type TileWrite = verifier::tile_builder::BuiltTile;
 
 /// Why a storage operation failed. Every variant is fatal to the sequencer:
 /// the log stops writing rather than guess what reached the disk.
