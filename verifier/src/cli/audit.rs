@@ -8,7 +8,7 @@
 //! and turns findings into evidence.
 
 use super::outcome::{Failure, Outcome, Report};
-use super::remote::{grpc, verifier_key, Log};
+use super::remote::{grpc, Log, LogArgs};
 use super::state::{write_atomically, Acceptance, TrustedState};
 use crate::audit::{AuditFinding, AuditState, Auditor};
 use crate::checkpoint::SignedCheckpoint;
@@ -24,12 +24,8 @@ use std::time::{Duration, Instant};
 /// Arguments of `verifier audit`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The log's URL.
-    #[arg(long)]
-    log: String,
-    /// The log's verifier key, inline or as a file.
-    #[arg(long)]
-    vkey: String,
+    #[command(flatten)]
+    target: LogArgs,
     /// Directory of trusted state. The checkpoint must be consistent with
     /// the one trusted there, and the audit resumes from the state kept
     /// there.
@@ -62,9 +58,8 @@ const PREFETCH: usize = 4;
 /// Runs `verifier audit`: accept the checkpoint into the trusted state,
 /// audit the entries not yet audited, compare roots, save the new state.
 pub fn run(args: Args) -> Outcome {
-    let key = verifier_key(&args.vkey)?;
     let submitters = read_submitters(&args.submitters)?;
-    let log = Log::new(&args.log)?;
+    let (log, key) = args.target.open()?;
     let signed = log.checkpoint(&key)?;
     let trusted = TrustedState::open(&args.state, &key)?;
     let acceptance = trusted.accept(&log, &signed)?;

@@ -1,7 +1,7 @@
 //! `verifier checkpoint`: fetch, verify and print the latest checkpoint.
 
 use super::outcome::{Outcome, Report};
-use super::remote::{verifier_key, Log};
+use super::remote::LogArgs;
 use super::state::{Acceptance, TrustedState};
 use serde_json::json;
 use std::path::PathBuf;
@@ -9,12 +9,8 @@ use std::path::PathBuf;
 /// Arguments of `verifier checkpoint`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The log's URL.
-    #[arg(long)]
-    log: String,
-    /// The log's verifier key, inline or as a file.
-    #[arg(long)]
-    vkey: String,
+    #[command(flatten)]
+    target: LogArgs,
     /// Directory of trusted state: the checkpoint must be consistent with
     /// the one trusted there, and then replaces it.
     #[arg(long)]
@@ -22,8 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let key = verifier_key(&args.vkey)?;
-    let log = Log::new(&args.log)?;
+    let (log, key) = args.target.open()?;
     let signed = log.checkpoint(&key)?;
     let acceptance = match &args.state {
         Some(dir) => Some(TrustedState::open(dir, &key)?.accept(&log, &signed)?),

@@ -1,7 +1,7 @@
 //! `verifier consistency`: verify that one signed checkpoint extends another.
 
 use super::outcome::{Failure, Outcome, Report};
-use super::remote::{verifier_key, Log};
+use super::remote::LogArgs;
 use super::state::{check_consistency, proof_lines, prove_consistency, TrustedState};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
@@ -11,12 +11,8 @@ use std::path::PathBuf;
 /// Arguments of `verifier consistency`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The log's URL (for the proof and, without --new, the new checkpoint).
-    #[arg(long)]
-    log: String,
-    /// The log's verifier key, inline or as a file.
-    #[arg(long)]
-    vkey: String,
+    #[command(flatten)]
+    target: LogArgs,
     /// A file holding the older signed checkpoint.
     #[arg(long, required_unless_present = "state")]
     old: Option<PathBuf>,
@@ -30,8 +26,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let key = verifier_key(&args.vkey)?;
-    let log = Log::new(&args.log)?;
+    let (log, key) = args.target.open()?;
     let old = match (&args.old, &args.state) {
         (Some(path), _) => read_note(path, &key)?,
         (None, Some(dir)) => TrustedState::open(dir, &key)?.trusted()?.ok_or_else(|| {

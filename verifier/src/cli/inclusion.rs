@@ -4,7 +4,7 @@
 
 use super::event_json::parse_events;
 use super::outcome::{Failure, Outcome, Report};
-use super::remote::{grpc, verifier_key, Log};
+use super::remote::{grpc, Log, LogArgs};
 use super::state::{proof_lines, TrustedState};
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{decode_entry, event_id};
@@ -18,12 +18,8 @@ use std::path::PathBuf;
 /// Arguments of `verifier inclusion`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The log's URL.
-    #[arg(long)]
-    log: String,
-    /// The log's verifier key, inline or as a file.
-    #[arg(long)]
-    vkey: String,
+    #[command(flatten)]
+    target: LogArgs,
     /// The entry's index.
     #[arg(
         long,
@@ -49,8 +45,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    let key = verifier_key(&args.vkey)?;
-    let log = Log::new(&args.log)?;
+    let (log, key) = args.target.open()?;
     let signed = log.checkpoint(&key)?;
     if let Some(dir) = &args.state {
         TrustedState::open(dir, &key)?.accept(&log, &signed)?;

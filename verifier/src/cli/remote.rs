@@ -18,6 +18,26 @@ use std::time::Duration;
 /// maximal entries, with room to spare. Anything larger is refused unread.
 const MAX_RESPONSE: u64 = 256 * (65_535 + 2) + 1024;
 
+/// `--log` and `--vkey`, which every command that talks to a log takes:
+/// where the log is, and the key its checkpoints must verify under.
+#[derive(clap::Args)]
+pub struct LogArgs {
+    /// The log's URL.
+    #[arg(long)]
+    log: String,
+    /// The log's verifier key, inline or as a file.
+    #[arg(long)]
+    vkey: String,
+}
+
+impl LogArgs {
+    /// The log to talk to and its key, or why they cannot be used.
+    pub fn open(&self) -> Result<(Log, VerifierKey), Failure> {
+        let key = verifier_key(&self.vkey)?;
+        Ok((Log::new(&self.log)?, key))
+    }
+}
+
 /// A log's base URL.
 #[derive(Debug, Clone)]
 pub struct Log {
