@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tlog_e2e::{http_get, mixed_event, LogServer};
+use tlog_e2e::{http_get, mixed_event, reviewer, LogServer};
 use tokio::sync::Notify;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
 use verifier::event::{decode_entry, sign_event};
@@ -31,10 +31,6 @@ struct Ack {
 
 fn hash(bytes: &[u8]) -> Hash {
     Hash(bytes.try_into().expect("a 32-byte hash"))
-}
-
-fn reviewer() -> SigningKey {
-    SigningKey::from_seed("reviewer.example", [42; 32]).unwrap()
 }
 
 /// Appends events `first..first + count` and checks each answer's

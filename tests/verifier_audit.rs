@@ -5,37 +5,12 @@
 
 use serde_json::Value;
 use std::path::Path;
-use tlog_e2e::{mixed_event, run_verifier, LogServer, Run};
+use tlog_e2e::{append_mixed, run_verifier, LogServer, Run};
 use verifier::audit::AuditState;
-use verifier::event::sign_event;
 use verifier::keys::SigningKey;
-use verifier::proto::{append_result, AppendBatchRequest};
 
 /// The redb table of entry bytes by index, as log-server stores it.
 const ENTRIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("entries");
-
-fn reviewer() -> SigningKey {
-    SigningKey::from_seed("reviewer.example", [42; 32]).unwrap()
-}
-
-/// Appends events `numbers` of the mixed workload, signed by `key`, in one
-/// batch.
-async fn append(server: &LogServer, key: &SigningKey, numbers: std::ops::Range<u64>) {
-    let events = numbers
-        .map(|n| sign_event(key, &mixed_event(n, &reviewer())))
-        .collect();
-    let results = server
-        .client()
-        .await
-        .append_batch(AppendBatchRequest { events })
-        .await
-        .expect("AppendBatch")
-        .into_inner()
-        .results;
-    assert!(results
-        .iter()
-        .all(|r| matches!(r.result, Some(append_result::Result::Appended(_)))));
-}
 
 /// Writes a submitters file holding `keys`' verifier keys.
 fn submitters_file(path: &Path, keys: &[&SigningKey]) -> String {
@@ -96,11 +71,11 @@ async fn audit_passes_resumes_with_only_new_entries_and_reads_grpc() {
     let state = dir.path().join("state");
 
     // Every fifth event of the mixed workload is a release.
-    append(&server, &operator, 0..700).await;
+    append_mixed(&server, &operator, 0..700).await;
     let first = audit(&server, &state, &submitters, &[]);
     assert_summary(&json(&first, 0), 0, 700, 560, 140);
 
-    append(&server, &operator, 700..1000).await;
+    append_mixed(&server, &operator, 700..1000).await;
     let resumed = audit(&server, &state, &submitters, &[]);
     assert_summary(&json(&resumed, 0), 700, 1000, 800, 200);
     let saved = std::fs::read_dir(&state)
@@ -169,7 +144,7 @@ async fn storage_tampered_with_after_signing_is_a_root_mismatch() {
     let server = LogServer::start(&data_dir, &["--origin", "log.example.test/tampered"]);
     let operator = server.submitter_key();
     let submitters = submitters_file(&dir.path().join("submitters"), &[&operator]);
-    append(&server, &operator, 0..300).await;
+    append_mixed(&server, &operator, 0..300).await;
     assert!(server.interrupt().success());
 
     swap_stored_entries(&data_dir, 10, 270);
@@ -207,9 +182,9 @@ async fn an_entry_by_a_key_the_auditor_does_not_accept_is_named() {
             &allowlist,
         ],
     );
-    append(&server, &alice, 0..5).await;
-    append(&server, &mallory, 5..6).await;
-    append(&server, &alice, 6..8).await;
+    append_mixed(&server, &alice, 0..5).await;
+    append_mixed(&server, &mallory, 5..6).await;
+    append_mixed(&server, &alice, 6..8).await;
 
     let only_alice = submitters_file(&dir.path().join("auditor-submitters"), &[&alice]);
     let run = audit(&server, &dir.path().join("state"), &only_alice, &[]);
@@ -233,7 +208,7 @@ async fn a_wrong_key_is_a_finding_and_an_unreachable_log_is_unchecked() {
     );
     let operator = server.submitter_key();
     let submitters = submitters_file(&dir.path().join("submitters"), &[&operator]);
-    append(&server, &operator, 0..3).await;
+    append_mixed(&server, &operator, 0..3).await;
     let state = dir.path().join("state").display().to_string();
 
     let impostor = SigningKey::generate("log.example.test/wrong")

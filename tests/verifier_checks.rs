@@ -3,33 +3,13 @@
 //! wrong key, a rolled-back log and a forked log.
 
 use std::path::Path;
-use tlog_e2e::{mixed_event, run_verifier, LogServer, Run};
-use verifier::event::sign_event;
+use tlog_e2e::{append_mixed, run_verifier, LogServer, Run};
 use verifier::keys::SigningKey;
-use verifier::proto::{AppendBatchRequest, GetCheckpointRequest};
-
-fn reviewer() -> SigningKey {
-    SigningKey::from_seed("reviewer.example", [42; 32]).unwrap()
-}
+use verifier::proto::GetCheckpointRequest;
 
 /// Appends events `numbers` in one batch and returns the new tree size.
 async fn append(server: &LogServer, numbers: std::ops::Range<u64>) -> u64 {
-    let key = server.submitter_key();
-    let events = numbers
-        .map(|n| sign_event(&key, &mixed_event(n, &reviewer())))
-        .collect();
-    let results = server
-        .client()
-        .await
-        .append_batch(AppendBatchRequest { events })
-        .await
-        .expect("AppendBatch")
-        .into_inner()
-        .results;
-    assert!(results.iter().all(|r| matches!(
-        r.result,
-        Some(verifier::proto::append_result::Result::Appended(_))
-    )));
+    append_mixed(server, &server.submitter_key(), numbers).await;
     checkpoint_note(server)
         .await
         .lines()

@@ -367,3 +367,28 @@ pub fn run_verifier_with_input<S: AsRef<std::ffi::OsStr>>(args: &[S], input: &[u
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
 }
+
+/// The reviewer whose attestations the tests' releases carry.
+pub fn reviewer() -> SigningKey {
+    SigningKey::from_seed("reviewer.example", [42; 32]).expect("a valid key name")
+}
+
+/// Appends events `numbers` of the mixed workload, signed by `key`, in one
+/// `AppendBatch`, and asserts that every one was appended.
+pub async fn append_mixed(server: &LogServer, key: &SigningKey, numbers: std::ops::Range<u64>) {
+    let events = numbers
+        .map(|n| verifier::event::sign_event(key, &mixed_event(n, &reviewer())))
+        .collect();
+    let results = server
+        .client()
+        .await
+        .append_batch(verifier::proto::AppendBatchRequest { events })
+        .await
+        .expect("AppendBatch")
+        .into_inner()
+        .results;
+    assert!(results.iter().all(|r| matches!(
+        r.result,
+        Some(verifier::proto::append_result::Result::Appended(_))
+    )));
+}
