@@ -16,3 +16,4 @@ pub mod log;
 pub mod sequencer;
 pub mod server;
 pub mod storage;
+pub mod tile_cache;

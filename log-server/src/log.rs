@@ -7,12 +7,11 @@
 //! crash.
 
 use crate::storage::{Storage, StorageError};
+use crate::tile_cache::TileCache;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use verifier::merkle::{Hash, HashReader};
-use verifier::tiles::{
-    encode_entry_bundle, HashTileSource, TileId, TileKind, TiledHashReader, TILE_WIDTH,
-};
+use verifier::tiles::{encode_entry_bundle, HashTileSource, TileId, TileKind, TILE_WIDTH};
 
 /// A checkpoint the log has signed, committed and published.
 #[derive(Debug, Clone)]
@@ -45,6 +44,7 @@ pub struct Log {
     storage: Arc<dyn Storage>,
     latest: RwLock<Arc<Published>>,
     upper_tiles: UpperTiles,
+    expanded_tiles: TileCache,
 }
 
 /// Full hash tiles from level [`UpperTiles::MIN_LEVEL`] up, kept in memory.
@@ -108,6 +108,7 @@ impl Log {
             storage,
             latest: RwLock::new(Arc::new(latest)),
             upper_tiles: UpperTiles::default(),
+            expanded_tiles: TileCache::default(),
         }
     }
 
@@ -133,7 +134,7 @@ impl Log {
     /// from the hash tiles in O(log n) reads.
     pub fn stored_root(&self, size: u64) -> Result<Hash, ReadError> {
         let tiles = StoredTiles(self);
-        let reader = TiledHashReader::new(&tiles);
+        let reader = self.expanded_tiles.reader(&tiles);
         tlog_tiles::tree_hash(size, &reader).map_err(|e| proof_failure("root", e))
     }
 
@@ -141,7 +142,7 @@ impl Log {
     /// `size` entries, leftmost first: the compact range to resume from.
     pub fn stored_peaks(&self, size: u64) -> Result<Vec<Hash>, ReadError> {
         let tiles = StoredTiles(self);
-        let reader = TiledHashReader::new(&tiles);
+        let reader = self.expanded_tiles.reader(&tiles);
         let indexes = tlog_tiles::sub_tree_index(0, size, vec![]);
         reader
             .read_hashes(&indexes)
@@ -163,7 +164,7 @@ impl Log {
             )));
         }
         let tiles = StoredTiles(self);
-        let reader = TiledHashReader::new(&tiles);
+        let reader = self.expanded_tiles.reader(&tiles);
         tlog_tiles::prove_record(size, index, &reader)
             .map_err(|e| proof_failure("inclusion proof", e))
     }
@@ -186,7 +187,7 @@ impl Log {
             return Ok(Vec::new());
         }
         let tiles = StoredTiles(self);
-        let reader = TiledHashReader::new(&tiles);
+        let reader = self.expanded_tiles.reader(&tiles);
         tlog_tiles::prove_tree(new_size, old_size, &reader)
             .map_err(|e| proof_failure("consistency proof", e))
     }
