@@ -805,12 +805,8 @@ fn with_stderr(message: String, started: &Started) -> String {
     )
 }
 
-fn reviewer() -> SigningKey {
-    SigningKey::from_seed("reviewer.example", [42; 32]).expect("a reviewer key")
-}
-
 fn sign_all(submitter: &SigningKey, total: u64) -> Vec<SignedEvent> {
-    let reviewer = reviewer();
+    let reviewer = crate::reviewer();
     (0..total)
         .map(|n| sign_event(submitter, &mixed_event(n, &reviewer)))
         .collect()
