@@ -28,10 +28,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 use verifier::checkpoint::Checkpoint;
-use verifier::event::{encode_entry, event_id, review_signing_message, sign_event};
+use verifier::event::{encode_entry, event_id, sign_event};
 use verifier::keys::SigningKey;
 use verifier::merkle::leaf_hash;
-use verifier::proto::{event::Kind, CodeRelease, DataFlow, Event, Location, ReviewerAttestation};
 use verifier::tile_builder::TileBuilder;
 
 /// Both embedded backends, with the names used in benchmark ids.
@@ -41,84 +40,10 @@ const BACKENDS: [(Backend, &str); 2] = [(Backend::Redb, "redb"), (Backend::Sled,
 const BATCH_SIZES: [usize; 3] = [1, 64, 1024];
 /// Default size of the log whose disk footprint is reported.
 const DISK_ENTRIES: u64 = 100_000;
+/// When the benchmark's events happened (any fixed time will do).
+const OCCURRED_AT: i64 = 1_767_225_600;
 /// Submitter keys the events are spread over.
 const SUBMITTERS: u8 = 4;
-
-/// `choices[n mod len]`: fields vary from event to event, as real ones do.
-fn pick<'a>(n: u64, choices: &[&'a str]) -> &'a str {
-    choices[(n % choices.len() as u64) as usize]
-}
-
-/// A SHA-256-sized digest unique to `what` and `n`, as incompressible as
-/// a real one.
-fn digest(what: &str, n: u64) -> Vec<u8> {
-    leaf_hash(format!("{what} {n}").as_bytes()).0.to_vec()
-}
-
-/// Event `n` of the load generator's mix: four in five are data flows,
-/// the fifth a code release with one reviewer attestation, with the field
-/// sizes real pipelines produce.
-fn event(n: u64, reviewer: &SigningKey) -> Event {
-    let kind = if n % 5 == 4 {
-        let version = format!("4.{}.{}", n / 5 % 1000, n % 5);
-        let artifact_sha256 = digest("artifact", n);
-        let signature = reviewer
-            .sign(&review_signing_message(&version, &artifact_sha256))
-            .to_vec();
-        Kind::CodeRelease(CodeRelease {
-            artifact_name: pick(n, &["example-app-android", "example-app-ios"]).into(),
-            version,
-            artifact_sha256,
-            source_repository: "https://git.example.com/app".into(),
-            source_commit: digest("commit", n)[..20]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            build_provenance_sha256: digest("provenance", n),
-            release_channel: pick(n, &["stable", "beta"]).into(),
-            attestations: vec![ReviewerAttestation {
-                reviewer_key_id: reviewer.key_id(),
-                signature,
-            }],
-        })
-    } else {
-        Kind::DataFlow(DataFlow {
-            flow_id: format!("nightly-export-{n:016x}"),
-            data_category: pick(
-                n,
-                &[
-                    "eu_user_data",
-                    "payment_records",
-                    "support_tickets",
-                    "app_telemetry",
-                ],
-            )
-            .into(),
-            source: Some(Location {
-                system: "accounts-db".into(),
-                data_centre: pick(n / 4, &["fra-2", "ams-1", "dub-1"]).into(),
-                region: pick(n / 4, &["DE", "NL", "IE"]).into(),
-                organisation: "Example Platform GmbH".into(),
-            }),
-            destination: Some(Location {
-                system: "analytics-warehouse".into(),
-                data_centre: pick(n / 3, &["dub-1", "fra-1", "par-3", "sto-1"]).into(),
-                region: pick(n / 3, &["IE", "DE", "FR", "SE"]).into(),
-                organisation: "Example Analytics Ltd".into(),
-            }),
-            purpose: pick(n, &["product_analytics", "fraud_prevention", "billing"]).into(),
-            legal_basis: pick(n, &["legitimate_interest", "contract", "consent"]).into(),
-            record_count: 1000 + n % 100_000,
-        })
-    };
-    Event {
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600 + n as i64,
-            nanos: 0,
-        }),
-        kind: Some(kind),
-    }
-}
 
 /// The sequencer's side of a growing log: it turns fresh events into the
 /// next [`Batch`], exactly as `Writer::prepare` does, minus the duplicate
@@ -157,7 +82,10 @@ impl Sequencer {
         };
         for n in first_index..first_index + len as u64 {
             let submitter = &self.submitters[(n % u64::from(SUBMITTERS)) as usize];
-            let signed = sign_event(submitter, &event(n, &self.reviewer));
+            let signed = sign_event(
+                submitter,
+                &tlog_benches::event(n, 0, OCCURRED_AT, &self.reviewer),
+            );
             let entry = encode_entry(&signed, accepted_at);
             let leaf = leaf_hash(&entry);
             self.builder.append(leaf);

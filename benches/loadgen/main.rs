@@ -19,7 +19,6 @@
 //! or the log is unreachable.
 
 mod drive;
-mod events;
 mod footprint;
 mod http;
 mod pacing;
@@ -31,6 +30,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use tlog_benches as workload;
 use verifier::keys::{SigningKey, VerifierKey};
 
 /// Drive a running log-server with signed events and measure it.
@@ -163,10 +163,10 @@ fn run(args: Args) -> Result<report::Report, Failure> {
         verify::checkpoint_size(note.as_bytes(), Some(log_key))?;
     }
 
-    let nonce = events::run_nonce();
+    let nonce = workload::run_nonce();
     let signing_started = Instant::now();
     eprintln!("loadgen: signing {events} events before the clock starts");
-    let signed = events::sign_all(&key, events, nonce);
+    let signed = workload::sign_all(&key, events, nonce);
     let ids: Vec<[u8; 32]> = match log_key {
         Some(_) => signed.iter().map(verifier::event::event_id).collect(),
         None => Vec::new(),

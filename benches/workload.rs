@@ -1,5 +1,5 @@
-//! The workload: realistic, distinct, signed events, made before the clock
-//! starts.
+//! The workload shared by the load generator and the benchmarks:
+//! realistic, distinct, signed events, made before the clock starts.
 //!
 //! The shapes follow the end-to-end tests' builders (`tests/support`): four
 //! in five events are data flows, the fifth a code release carrying one
@@ -68,7 +68,7 @@ pub fn sign_all(key: &SigningKey, count: usize, nonce: u64) -> Vec<SignedEvent> 
 }
 
 /// Event `n` of the mix: every fifth a release, the rest data flows.
-fn event(n: u64, nonce: u64, occurred: i64, reviewer: &SigningKey) -> Event {
+pub fn event(n: u64, nonce: u64, occurred: i64, reviewer: &SigningKey) -> Event {
     let kind = if n % 5 == 4 {
         Kind::CodeRelease(code_release(n, nonce, reviewer))
     } else {
