@@ -6,10 +6,12 @@
 //! re-implements what an outside party checks.
 //!
 //! Modules, in the order a submission meets them: [`grpc`] validates it,
-//! [`sequencer`] integrates it into [`storage`], [`log`] proves and serves
+//! [`sequencer`] integrates it into [`storage`] (deduplicating through
+//! [`event_index`]), [`log`] proves and serves
 //! it, [`http`] serves the tiles; [`data_dir`] and [`server`] set it all up.
 
 pub mod data_dir;
+pub mod event_index;
 pub mod grpc;
 pub mod http;
 pub mod log;

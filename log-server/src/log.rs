@@ -6,6 +6,7 @@
 //! tile, entry or proof served here can always be served again after a
 //! crash.
 
+use crate::event_index::index_of_event;
 use crate::storage::{Storage, StorageError};
 use crate::tile_cache::TileCache;
 use std::collections::HashMap;
@@ -203,7 +204,7 @@ impl Log {
     /// published tree.
     pub fn index_of_event(&self, event_id: &[u8; 32]) -> Result<Option<u64>, ReadError> {
         let size = self.latest().size;
-        Ok(self.storage.index_of_event(event_id)?.filter(|&i| i < size))
+        Ok(index_of_event(&*self.storage, event_id)?.filter(|&i| i < size))
     }
 
     /// The entries in `start..end`, which must be within the published tree.

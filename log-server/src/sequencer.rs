@@ -22,6 +22,7 @@
 //! with the edge (a write that "failed" yet landed), the sequencer stops
 //! for good rather than sign a tree it cannot vouch for.
 
+use crate::event_index::index_of_event;
 use crate::log::{Log, Published};
 use crate::storage::{Batch, Storage};
 use std::collections::HashMap;
@@ -282,7 +283,7 @@ impl Writer {
                 slots.push(Slot::Repeat(i));
                 continue;
             }
-            if let Some(index) = storage.index_of_event(&submission.event_id)? {
+            if let Some(index) = index_of_event(storage, &submission.event_id)? {
                 slots.push(Slot::Stored(index));
                 continue;
             }

@@ -16,6 +16,8 @@ use super::{Backend, Batch, Digest, Storage, StorageError, TileWrite};
 
 /// Hashes per full level-0 tile.
 const TILE_WIDTH: u64 = 256;
+/// What an index lookup with no match returns.
+const NO_INDEXES: [u64; 0] = [];
 
 /// A backend in a temporary directory that lives as long as the fixture,
 /// so a test can drop its store and open the same files again.
@@ -51,9 +53,11 @@ fn leaf_hash(index: u64) -> Digest {
     digest(b'l', index)
 }
 
+/// A digest whose index prefix is `index`, so distinct entries never
+/// share a prefix unless a test makes them.
 fn digest(tag: u8, index: u64) -> Digest {
     let mut out = [tag; 32];
-    out[1..9].copy_from_slice(&index.to_be_bytes());
+    out[..8].copy_from_slice(&index.to_be_bytes());
     out
 }
 
@@ -105,10 +109,10 @@ fn assert_log(store: &dyn Storage, size: u64) {
     let expected_checkpoint = (size > 0).then(|| checkpoint(size));
     assert_eq!(store.checkpoint().unwrap(), expected_checkpoint);
     for index in 0..size {
-        assert_eq!(store.index_of_event(&event_id(index)).unwrap(), Some(index));
+        assert_eq!(store.event_candidates(&event_id(index)).unwrap(), [index]);
         assert_eq!(store.index_of_leaf(&leaf_hash(index)).unwrap(), Some(index));
     }
-    assert_eq!(store.index_of_event(&event_id(size)).unwrap(), None);
+    assert_eq!(store.event_candidates(&event_id(size)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(size)).unwrap(), None);
     let tiles = size.div_ceil(TILE_WIDTH);
     for index in 0..tiles {
@@ -128,7 +132,7 @@ fn new_store_is_empty(backend: Backend) {
     assert_eq!(store.tile(0, 0).unwrap(), None);
     assert_eq!(store.tile(1, 0).unwrap(), None);
     assert_eq!(store.entries(0, 0).unwrap(), Vec::<Vec<u8>>::new());
-    assert_eq!(store.index_of_event(&event_id(0)).unwrap(), None);
+    assert_eq!(store.event_candidates(&event_id(0)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(0)).unwrap(), None);
 }
 
@@ -211,7 +215,7 @@ fn out_of_order_changes_nothing(backend: Backend) {
         );
     }
     assert_log(&*store, 10);
-    assert_eq!(store.index_of_event(&event_id(12)).unwrap(), None);
+    assert_eq!(store.event_candidates(&event_id(12)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(12)).unwrap(), None);
 }
 
@@ -243,7 +247,7 @@ fn malformed_batch_changes_nothing(backend: Backend) {
         assert!(matches!(err, StorageError::MalformedBatch(_)), "{err}");
     }
     assert_log(&*store, 10);
-    assert_eq!(store.index_of_event(&event_id(10)).unwrap(), None);
+    assert_eq!(store.event_candidates(&event_id(10)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(10)).unwrap(), None);
 }
 
@@ -383,6 +387,37 @@ fn range_reads_cross_batches(backend: Backend) {
     assert_eq!(store.tile(0, 39).unwrap().map(|t| t.len()), Some(32 * 16));
 }
 
+/// `digest` with its last byte changed: same prefix, different digest.
+fn same_prefix(digest: Digest, last: u8) -> Digest {
+    let mut out = digest;
+    out[31] = last;
+    out
+}
+
+fn shared_prefixes_are_told_apart(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let store = fixture.open();
+    let mut shared = batch(0, 4);
+    let leaf = same_prefix(leaf_hash(1), 1);
+    let twin = same_prefix(leaf_hash(1), 2);
+    shared.leaf_hashes[1] = leaf;
+    shared.leaf_hashes[3] = twin;
+    shared.event_ids[3] = same_prefix(event_id(1), 9);
+    shared.tiles = vec![TileWrite {
+        level: 0,
+        index: 0,
+        hashes: shared.leaf_hashes.concat(),
+    }];
+    store.commit(&shared).unwrap();
+    assert_eq!(store.leaf_candidates(&leaf).unwrap(), [1, 3]);
+    assert_eq!(store.index_of_leaf(&leaf).unwrap(), Some(1));
+    assert_eq!(store.index_of_leaf(&twin).unwrap(), Some(3));
+    assert_eq!(store.index_of_leaf(&same_prefix(leaf, 3)).unwrap(), None);
+    assert_eq!(store.event_candidates(&event_id(1)).unwrap(), [1, 3]);
+    assert_eq!(store.event_candidates(&event_id(2)).unwrap(), [2]);
+    assert_eq!(store.leaf_candidates(&leaf_hash(3)).unwrap(), NO_INDEXES);
+}
+
 macro_rules! conformance_suite {
     ($module:ident, $backend:expr, [$($test:ident),+ $(,)?]) => {
         mod $module {
@@ -409,6 +444,7 @@ macro_rules! all_backends {
                 checkpoint_only_batch_replaces_checkpoint,
                 readers_see_whole_commits,
                 range_reads_cross_batches,
+                shared_prefixes_are_told_apart,
             ]);
         )+
     };

@@ -12,6 +12,15 @@
 //! read, and any proof hash is derived from one tile, so a proof costs
 //! O(log n) reads and the store never scans.
 //!
+//! The two lookup indexes (event id and leaf hash to entry index) key on
+//! the first [`PREFIX_LEN`] bytes of the digest plus the index, with no
+//! value: 16 bytes a row instead of 40, which keeps the indexes' B-trees
+//! small enough to stay cached and the disk close to the entries' own
+//! size. A prefix can match more than one entry (about once in 2^64 per
+//! pair, or on purpose), so lookups return candidates and the caller
+//! confirms the whole digest: [`Storage::index_of_leaf`] against the stored
+//! leaf hashes, and `crate::event_index` against the stored entry.
+//!
 //! Backends: [`redb`](RedbStorage), the default, and [`sled`](SledStorage),
 //! kept as a second embedded option (see the README for the measurements
 //! behind that choice). Both pass the same conformance tests.
@@ -35,6 +44,18 @@ pub const CACHE_BYTES: usize = 64 << 20;
 
 /// A 32-byte SHA-256 digest, as used for leaf hashes and event ids.
 pub type Digest = [u8; 32];
+
+/// Digest bytes the lookup indexes key on: enough that honest collisions
+/// are negligible (a lookup confirms the full digest anyway), few enough
+/// that an index row is 16 bytes.
+pub const PREFIX_LEN: usize = 8;
+
+/// The index key of a digest: its first [`PREFIX_LEN`] bytes, big-endian.
+pub fn digest_prefix(digest: &Digest) -> u64 {
+    let mut prefix = [0; PREFIX_LEN];
+    prefix.copy_from_slice(&digest[..PREFIX_LEN]);
+    u64::from_be_bytes(prefix)
+}
 
 /// One integration batch: everything that changes when the log grows from
 /// `first_index` entries to `first_index + entries.len()`.
@@ -110,12 +131,40 @@ pub trait Storage: Send + Sync + 'static {
     /// `end <= self.size()?`; returns fewer only if storage is corrupt.
     fn entries(&self, start: u64, end: u64) -> Result<Vec<Vec<u8>>, StorageError>;
 
-    /// The index of the entry with this event id, if it was logged.
-    fn index_of_event(&self, event_id: &Digest) -> Result<Option<u64>, StorageError>;
+    /// The indexes of stored entries whose event id has the same prefix
+    /// as `event_id`, in index order: every match, and possibly entries
+    /// that only share the prefix.
+    fn event_candidates(&self, event_id: &Digest) -> Result<Vec<u64>, StorageError>;
 
-    /// The index of the entry with this leaf hash, if it was logged.
-    fn index_of_leaf(&self, leaf_hash: &Digest) -> Result<Option<u64>, StorageError>;
+    /// The indexes of stored entries whose leaf hash has the same prefix
+    /// as `leaf_hash`, in index order: every match, and possibly entries
+    /// that only share the prefix.
+    fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError>;
+
+    /// The index of the entry with this leaf hash, if it was logged: the
+    /// first candidate whose stored leaf hash (in its level-0 tile) is
+    /// `leaf_hash` in full.
+    fn index_of_leaf(&self, leaf_hash: &Digest) -> Result<Option<u64>, StorageError> {
+        for index in self.leaf_candidates(leaf_hash)? {
+            let tile = self.tile(0, index / TILE_WIDTH)?.ok_or_else(|| {
+                StorageError::Corrupt(format!(
+                    "leaf index names entry {index} but its tile is missing"
+                ))
+            })?;
+            let offset = (index % TILE_WIDTH) as usize * HASH_LEN;
+            if tile.get(offset..offset + HASH_LEN) == Some(&leaf_hash[..]) {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
+    }
 }
+
+/// Hashes in a full level-0 tile, so a leaf's tile and slot follow from
+/// its index.
+const TILE_WIDTH: u64 = 256;
+/// Bytes in one stored hash.
+const HASH_LEN: usize = 32;
 
 /// Which embedded backend to open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -13,16 +13,16 @@ use redb::{
 };
 
 use super::checks;
-use super::{Batch, Digest, Storage, StorageError, TileWrite};
+use super::{digest_prefix, Batch, Digest, Storage, StorageError, TileWrite};
 
 /// Entry bytes by index.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
 /// Tile hashes by (level, index).
 const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
-/// Entry index by event id.
-const EVENTS: TableDefinition<&Digest, u64> = TableDefinition::new("event_index");
-/// Entry index by leaf hash.
-const LEAVES: TableDefinition<&Digest, u64> = TableDefinition::new("leaf_index");
+/// (event id prefix, entry index), see [`super::PREFIX_LEN`].
+const EVENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new("event_prefixes");
+/// (leaf hash prefix, entry index), see [`super::PREFIX_LEN`].
+const LEAVES: TableDefinition<(u64, u64), ()> = TableDefinition::new("leaf_prefixes");
 /// Tree size and checkpoint, by name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -73,6 +73,25 @@ impl RedbStorage {
         let value = table.get(key).map_err(backend("read value"))?;
         value.map(|guard| decode(guard.value())).transpose()
     }
+
+    /// The indexes stored under `digest`'s prefix in a prefix index.
+    fn candidates(
+        &self,
+        table: TableDefinition<(u64, u64), ()>,
+        digest: &Digest,
+    ) -> Result<Vec<u64>, StorageError> {
+        let prefix = digest_prefix(digest);
+        let txn = self.db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(table).map_err(backend("open index"))?;
+        let rows = table
+            .range((prefix, 0)..=(prefix, u64::MAX))
+            .map_err(backend("read index"))?;
+        rows.map(|row| {
+            let (key, _) = row.map_err(backend("read index row"))?;
+            Ok(key.value().1)
+        })
+        .collect()
+    }
 }
 
 impl Storage for RedbStorage {
@@ -116,12 +135,12 @@ impl Storage for RedbStorage {
         Ok(out)
     }
 
-    fn index_of_event(&self, event_id: &Digest) -> Result<Option<u64>, StorageError> {
-        self.get(EVENTS, event_id, Ok)
+    fn event_candidates(&self, event_id: &Digest) -> Result<Vec<u64>, StorageError> {
+        self.candidates(EVENTS, event_id)
     }
 
-    fn index_of_leaf(&self, leaf_hash: &Digest) -> Result<Option<u64>, StorageError> {
-        self.get(LEAVES, leaf_hash, Ok)
+    fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError> {
+        self.candidates(LEAVES, leaf_hash)
     }
 }
 
@@ -169,14 +188,14 @@ fn write_tiles(txn: &WriteTransaction, tiles: &[TileWrite]) -> Result<(), Storag
 
 fn write_index(
     txn: &WriteTransaction,
-    definition: TableDefinition<&Digest, u64>,
+    definition: TableDefinition<(u64, u64), ()>,
     first_index: u64,
     digests: &[Digest],
 ) -> Result<(), StorageError> {
     let mut table = txn.open_table(definition).map_err(backend("open index"))?;
     for (index, digest) in (first_index..).zip(digests) {
         table
-            .insert(digest, index)
+            .insert((digest_prefix(digest), index), ())
             .map_err(backend("write index"))?;
     }
     Ok(())

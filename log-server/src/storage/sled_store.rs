@@ -15,7 +15,7 @@ use sled::transaction::{
 use sled::{Db, IVec, Transactional, Tree};
 
 use super::checks;
-use super::{Batch, Digest, Storage, StorageError};
+use super::{digest_prefix, Batch, Digest, Storage, StorageError};
 
 /// `meta` key of the tree size, a big-endian `u64`.
 const SIZE: &[u8] = b"size";
@@ -46,8 +46,8 @@ impl SledStorage {
         Ok(Self {
             entries: tree("entries")?,
             tiles: tree("tiles")?,
-            events: tree("event_index")?,
-            leaves: tree("leaf_index")?,
+            events: tree("event_prefixes")?,
+            leaves: tree("leaf_prefixes")?,
             meta: tree("meta")?,
             db,
         })
@@ -121,12 +121,12 @@ impl Storage for SledStorage {
         Ok(out)
     }
 
-    fn index_of_event(&self, event_id: &Digest) -> Result<Option<u64>, StorageError> {
-        read_index(&self.events, event_id)
+    fn event_candidates(&self, event_id: &Digest) -> Result<Vec<u64>, StorageError> {
+        candidates(&self.events, event_id)
     }
 
-    fn index_of_leaf(&self, leaf_hash: &Digest) -> Result<Option<u64>, StorageError> {
-        read_index(&self.leaves, leaf_hash)
+    fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError> {
+        candidates(&self.leaves, leaf_hash)
     }
 }
 
@@ -145,16 +145,29 @@ fn write_index(
     digests: &[Digest],
 ) -> ConflictableTransactionResult<(), StorageError> {
     for (index, digest) in (first_index..).zip(digests) {
-        tree.insert(&digest[..], &index.to_be_bytes()[..])?;
+        tree.insert(&index_key(digest, index)[..], &[][..])?;
     }
     Ok(())
 }
 
-fn read_index(tree: &Tree, digest: &Digest) -> Result<Option<u64>, StorageError> {
-    let index = tree.get(digest).map_err(backend("read index"))?;
-    index
-        .map(|bytes| checks::decode_u64(&bytes, "index"))
-        .transpose()
+/// The digest's prefix then the entry index, both big-endian, so one
+/// prefix's rows are adjacent and in index order; the value is empty.
+fn index_key(digest: &Digest, index: u64) -> [u8; 16] {
+    let mut key = [0; 16];
+    key[..8].copy_from_slice(&digest_prefix(digest).to_be_bytes());
+    key[8..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The indexes stored under `digest`'s prefix in a prefix index.
+fn candidates(tree: &Tree, digest: &Digest) -> Result<Vec<u64>, StorageError> {
+    let prefix = digest_prefix(digest).to_be_bytes();
+    tree.scan_prefix(prefix)
+        .map(|row| {
+            let (key, _) = row.map_err(backend("read index"))?;
+            checks::decode_u64(key.get(8..).unwrap_or_default(), "index key")
+        })
+        .collect()
 }
 
 /// One byte of level then the big-endian index, so a level's tiles sort
