@@ -84,7 +84,7 @@ impl Sequencer {
             let submitter = &self.submitters[(n % u64::from(SUBMITTERS)) as usize];
             let signed = sign_event(
                 submitter,
-                &tlog_benches::event(n, 0, OCCURRED_AT, &self.reviewer),
+                &tlog_benches::workload::event(n, 0, OCCURRED_AT, &self.reviewer),
             );
             let entry = encode_entry(&signed, accepted_at);
             let leaf = leaf_hash(&entry);

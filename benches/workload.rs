@@ -1,5 +1,6 @@
-//! The workload shared by the load generator and the benchmarks:
-//! realistic, distinct, signed events, made before the clock starts.
+//! The workload shared by the load generator, the benchmarks and the crash
+//! harness: realistic, distinct, signed events, made before the clock
+//! starts.
 //!
 //! The shapes follow the end-to-end tests' builders (`tests/support`): four
 //! in five events are data flows, the fifth a code release carrying one

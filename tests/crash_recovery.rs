@@ -5,7 +5,8 @@
 //! that the server started, that every acknowledged event is at the index
 //! it was given, that the tree is consistent with every checkpoint ever
 //! handed out, and that the root rebuilt from the tiles is the signed root.
-//! The logic lives in `tlog_e2e::crash`; see its documentation.
+//! The logic lives in `tlog_benches::crash`, which `loadgen crash` also
+//! runs; see its documentation.
 //!
 //! Short mode (the default, as in CI): 20 kills on redb and 20 on sled.
 //!
@@ -27,8 +28,8 @@
 //! A failed run keeps its data directory and prints where it is.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+use tlog_benches::crash::{run, CrashConfig};
 use tlog_e2e::binary;
-use tlog_e2e::crash::{run, CrashConfig};
 
 /// The default number of kills per backend.
 const KILLS: usize = 20;
@@ -48,10 +49,8 @@ fn config(dir: &std::path::Path, storage: &str) -> CrashConfig {
     config.kills = env_number("CRASH_KILLS").map_or(KILLS, |k| k as usize);
     // Up to 200 acknowledgements between kills, 100 on average; the gap
     // budget is three quarters of the load, so 8 clients need at least
-    // kills × 200 / 6 events each.
-    config.events_per_client = config
-        .events_per_client
-        .max(config.kills as u64 * 200 / 6 + 1);
+    // kills × 200 / 6 events each, which `fit_load_to_kills` sees to.
+    config.fit_load_to_kills();
     config.seed = env_number("CRASH_SEED").unwrap_or_else(|| {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -9,8 +9,8 @@
 //! the log's `LogEntry` encoding (the signed event plus the acceptance
 //! time), so counting what the client sent would understate it.
 
-use crate::http::HttpLog;
 use std::path::Path;
+use tlog_benches::http::HttpLog;
 use verifier::tiles::{decode_entry_bundle, TileId, TILE_WIDTH};
 
 /// The server's resident memory, in bytes.

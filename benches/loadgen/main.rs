@@ -1,46 +1,101 @@
 //! `loadgen`: drive a running `log-server` over gRPC with signed, realistic
 //! events, and report throughput, latency, errors, and what the log cost
-//! in memory and disk (issue #4).
+//! in memory and disk (issue #4); or, with `crash`, kill a `log-server`
+//! again and again under that load and check that nothing acknowledged is
+//! lost.
 //!
 //! ```text
 //! loadgen --log <url> --key <submitter key file> --events N --concurrency C
 //!         [--batch B] [--rate R] [--connections K] [--vkey <key|file>]
 //!         [--server-pid PID] [--data-dir DIR] [--json]
+//! loadgen crash --server <log-server binary> --storage <redb|sled> --kills N
+//!         [--seed S] [--clients C] [--data-dir DIR] [--json]
+//! loadgen proofs --log <url> --vkey <key|file> --requests N --concurrency C
+//!         [--connections K] [--seed S] [--json]
 //! ```
 //!
-//! The run: check the arguments and that the log answers; build and sign
-//! all N events (`events`); start the clock; C workers send them, unary or
-//! in batches, flat out or paced (`drive`, `pacing`); stop the clock at the
-//! last answer; then measure the server (`footprint`) and, with `--vkey`,
-//! check every acknowledged entry as served (`verify`).
+//! The load run: check the arguments and that the log answers; build and
+//! sign all N events (`tlog_benches::workload`); start the clock; C workers
+//! send them, unary or in batches, flat out or paced (`drive`, `pacing`);
+//! stop the clock at the last answer; then measure the server (`footprint`)
+//! and, with `--vkey`, check every acknowledged entry as served (`verify`).
 //!
-//! Exit codes: 0 the run completed (errors the log answered with are
-//! reported, not fatal); 1 `--vkey` verification failed; 2 bad arguments
-//! or the log is unreachable.
+//! The crash run (`crash`) is the crash test's long mode: the harness in
+//! `tlog_benches::crash` starts the given binary on a new data directory,
+//! SIGKILLs it N times at random points under a load that grows with N,
+//! restarts it each time and checks it after every restart.
+//!
+//! The proofs run (`proofs`) measures proof serving: inclusion proofs of
+//! random indexes in the log's current tree, each verified (`proofs`).
+//!
+//! Exit codes: 0 the run completed (for a load run, errors the log answered
+//! with are reported, not fatal); 1 `--vkey` verification failed, or a
+//! crash run's check failed; 2 bad arguments or the log is unreachable.
 
+mod crash;
 mod drive;
 mod footprint;
-mod http;
 mod pacing;
+mod proofs;
 mod report;
 mod stats;
 mod verify;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
-use tlog_benches as workload;
+use tlog_benches::http::HttpLog;
+use tlog_benches::workload;
 use verifier::keys::{SigningKey, VerifierKey};
 
-/// Drive a running log-server with signed events and measure it.
+/// Drive a running log-server with signed events and measure it, or crash
+/// one under load and check what survives.
 #[derive(Parser)]
 #[command(
     name = "loadgen",
-    after_help = "Exit codes: 0 run completed (errors are reported), 1 verification failed, \
-                  2 bad arguments or log unreachable."
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Exit codes: 0 run completed (errors are reported), 1 verification or a crash \
+                  check failed, 2 bad arguments or log unreachable."
 )]
-struct Args {
+struct Cli {
+    /// Without a subcommand, `loadgen` runs a load against a running log.
+    #[command(subcommand)]
+    command: Option<Mode>,
+    /// The load run's arguments; clap requires them without a subcommand.
+    #[command(flatten)]
+    load: Option<LoadArgs>,
+}
+
+/// The modes besides the default load run.
+#[derive(Subcommand)]
+enum Mode {
+    /// Crash test: SIGKILL a log-server under load, again and again, and
+    /// check what survives.
+    ///
+    /// The server is killed at N random moments and restarted each time on
+    /// the same data directory. After every restart and at the end: it
+    /// started; every acknowledged event is at the index it was given; the
+    /// tree is consistent with every checkpoint ever handed out; the root
+    /// rebuilt from the tiles is the signed root.
+    #[command(
+        after_help = "Exit codes: 0 every check passed, 1 a check failed (the data \
+                            directory is kept and printed), 2 bad arguments."
+    )]
+    Crash(crash::CrashArgs),
+    /// Proof serving: request inclusion proofs of random indexes, flat
+    /// out, and verify every one against the log's signed checkpoint.
+    #[command(
+        after_help = "Exit codes: 0 every proof verified, 1 one did not, 2 bad arguments or \
+                      log unreachable."
+    )]
+    Proofs(proofs::ProofArgs),
+}
+
+/// The load run: drive a running log and measure it.
+#[derive(clap::Args)]
+struct LoadArgs {
     /// The log's URL, for example http://127.0.0.1:8080.
     #[arg(long)]
     log: String,
@@ -98,8 +153,8 @@ pub enum Failure {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -109,6 +164,16 @@ fn main() -> ExitCode {
             };
         }
     };
+    match (cli.command, cli.load) {
+        (Some(Mode::Crash(args)), _) => crash::main(args),
+        (Some(Mode::Proofs(args)), _) => proofs::main(args),
+        (None, Some(args)) => load(args),
+        (None, None) => unreachable!("clap requires the load arguments without a subcommand"),
+    }
+}
+
+/// The load run, from parsed arguments to exit code.
+fn load(args: LoadArgs) -> ExitCode {
     let json = args.json;
     let (code, message) = match run(args) {
         Ok(report) => {
@@ -133,9 +198,9 @@ fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-fn run(args: Args) -> Result<report::Report, Failure> {
+fn run(args: LoadArgs) -> Result<report::Report, Failure> {
     let bad = Failure::Unchecked;
-    let http = http::HttpLog::new(&args.log).map_err(bad)?;
+    let http = HttpLog::new(&args.log).map_err(|e| bad(format!("--log {e}")))?;
     let key = read_key(&args.key)?;
     let log_key = args.vkey.as_deref().map(read_vkey).transpose()?;
     if let Some(pid) = args.server_pid {

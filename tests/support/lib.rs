@@ -5,8 +5,6 @@
 //! (`listening on <addr>` on stdout); the harness waits for that line, so no
 //! test ever sleeps to synchronise.
 
-pub mod crash;
-
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,10 +1,12 @@
-//! A minimal blocking HTTP/1.1 GET, for the log's `/checkpoint` and entry
-//! bundles after the run.
+//! A minimal blocking HTTP/1.1 GET, for the log's `/checkpoint` and tiles:
+//! the load generator reads them back once its clock has stopped, and the
+//! crash harness after every restart.
 //!
-//! The load itself goes over gRPC; these reads happen once the clock has
-//! stopped, one request per connection (`Connection: close`), so a small
-//! std-only client does: the crate's dependencies hold no HTTP client, and
-//! adding one for a handful of GETs is not worth a new dependency.
+//! The load itself goes over gRPC; these reads are few and untimed, one
+//! request per connection (`Connection: close`), so a small std-only client
+//! does: the crate's dependencies hold no HTTP client, and adding one for a
+//! handful of GETs is not worth a new dependency. Sharing no code with the
+//! server's HTTP stack, it also checks the tiles API as an outsider would.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -25,10 +27,10 @@ impl HttpLog {
     pub fn new(url: &str) -> Result<Self, String> {
         let rest = url
             .strip_prefix("http://")
-            .ok_or_else(|| format!("--log {url}: only http:// URLs are supported"))?;
+            .ok_or_else(|| format!("{url}: only http:// URLs are supported"))?;
         let (authority, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if authority.is_empty() {
-            return Err(format!("--log {url}: no host"));
+            return Err(format!("{url}: no host"));
         }
         let has_port = authority
             .rsplit_once(':')
