@@ -9,6 +9,7 @@ Specifications implemented:
   * C2SP signed-note        https://c2sp.org/signed-note
   * C2SP tlog-checkpoint    https://c2sp.org/tlog-checkpoint
   * C2SP tlog-tiles         https://c2sp.org/tlog-tiles
+  * C2SP tlog-cosignature   https://c2sp.org/tlog-cosignature (cosignature/v1, Ed25519)
   * RFC 9162 section 2.1    Merkle Tree Hash, inclusion and consistency proofs
   * RFC 8032 section 5.1    Ed25519 (key derivation, signing, verification)
 
@@ -16,11 +17,17 @@ Usage:
   c2sp_check.py check --url http://127.0.0.1:PORT --vkey VKEY_FILE
                       [--prev PREV_NOTE_FILE] [--json]
   c2sp_check.py selftest --vectors VECTORS_DIR
+  c2sp_check.py cosign --seed HEX --name NAME --time SECONDS --body BODY_FILE
+  c2sp_check.py check-cosigned --note NOTE_FILE --log-vkey VKEY_FILE
+                      [--witness COSIGNER_VKEY ...] --quorum K
 
 Exit status of `check`: 0 everything verified, 1 something failed
 verification, 2 could not check (network error, bad input).
 Exit status of `selftest`: 0 all self-checks passed, 1 a self-check failed,
 2 the vectors could not be read.
+`cosign` prints the witness's cosigner vkey, then its cosignature/v1 line
+(exit 2 on bad input).  `check-cosigned` prints one JSON object and exits 0
+verified with a quorum, 1 failed verification, 2 bad input.
 
 For safety the checker only talks to http://127.0.0.1 (no proxies, no
 redirects).
@@ -362,6 +369,114 @@ def format_signed_note(text, vkey, signature):
     """Serialize a note with one signature line (signed-note, Format)."""
     sig_b64 = base64.b64encode(vkey.key_id + signature).decode("ascii")
     return text + f"\n{SIGNATURE_PREFIX}{vkey.name} {sig_b64}\n".encode("utf-8")
+
+
+# ---------------------------------------------------------------------------
+# C2SP tlog-cosignature (https://c2sp.org/tlog-cosignature), Ed25519 type
+# ---------------------------------------------------------------------------
+
+SIG_TYPE_COSIGNATURE_V1 = 0x04    # signed-note, Signature types: 0x04
+MAX_COSIGNATURE_TIME = 2**63 - 1  # Format: the timestamp "MUST NOT exceed 2^63 - 1"
+COSIGNATURE_BYTES = 8 + 64        # Format: timestamped_signature = u64 timestamp || signature[64]
+
+
+def compute_cosigner_key_id(name, public_key):
+    """key ID = SHA-256(<name> || "\\n" || 0x04 || 32-byte Ed25519 public key)[:4]
+    (tlog-cosignature, Format)."""
+    return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([SIG_TYPE_COSIGNATURE_V1])
+                          + public_key).digest()[:4]
+
+
+def format_cosigner_vkey(name, public_key):
+    """A vkey "with signature type 0x04 and the 32-byte Ed25519 witness public
+    key as the public key material" (tlog-cosignature, Format), in the
+    signed-note vkey form <name>+<hex key ID>+<base64(type || key)>."""
+    key_id = compute_cosigner_key_id(name, public_key)
+    material = base64.b64encode(bytes([SIG_TYPE_COSIGNATURE_V1]) + public_key).decode("ascii")
+    return f"{name}+{key_id.hex()}+{material}"
+
+
+def parse_cosigner_vkey(text):
+    """Parse a cosigner vkey; only signature type 0x04 is accepted, and the
+    key id must be the one tlog-cosignature derives."""
+    name, sep1, rest = text.partition("+")
+    id_hex, sep2, key_b64 = rest.partition("+")
+    if not (sep1 and sep2):
+        raise ValueError("cosigner key must be <name>+<hex id>+<base64 key>")
+    if not is_valid_key_name(name):
+        raise ValueError(f"invalid key name {name!r}")
+    if len(id_hex) != 8 or any(c not in "0123456789abcdef" for c in id_hex):
+        raise ValueError("key id must be 8 lower-case hex digits")
+    key = b64decode_strict(key_b64)
+    if len(key) != 33 or key[0] != SIG_TYPE_COSIGNATURE_V1:
+        raise ValueError("key must be 0x04 || 32-byte Ed25519 public key")
+    if ed_point_decode(key[1:]) is None:
+        raise ValueError("key is not a valid Ed25519 point")
+    wkey = VerifierKey(name, bytes.fromhex(id_hex), key[1:])
+    if compute_cosigner_key_id(wkey.name, wkey.public_key) != wkey.key_id:
+        raise ValueError("key id does not match SHA-256(name || 0x0A || 0x04 || key)[:4]")
+    return wkey
+
+
+def cosignature_v1_message(timestamp, body):
+    """tlog-cosignature, Ed25519 signed message: the header line
+    "cosignature/v1", the line "time" SP <decimal, no leading zeroes>, both
+    newline-terminated, then the whole checkpoint note body (with its final
+    newline, without signature lines)."""
+    if not 0 <= timestamp <= MAX_COSIGNATURE_TIME:
+        raise ValueError(f"timestamp {timestamp} is outside 0..2^63-1")
+    if not body.endswith(b"\n"):
+        raise ValueError("a note body ends with a newline")
+    return b"cosignature/v1\n" + b"time " + str(timestamp).encode("ascii") + b"\n" + body
+
+
+def cosignature_v1_line(seed, name, timestamp, body):
+    """The note signature line "— <name> base64(key ID || timestamped_signature)"
+    where timestamped_signature is the big-endian u64 timestamp followed by
+    the Ed25519 signature (RFC 8446 section 3.3 serialisation)."""
+    public = ed25519_public_key(seed)
+    signature = ed25519_sign(seed, cosignature_v1_message(timestamp, body))
+    raw = compute_cosigner_key_id(name, public) + timestamp.to_bytes(8, "big") + signature
+    return f"{SIGNATURE_PREFIX}{name} {base64.b64encode(raw).decode('ascii')}\n"
+
+
+def verify_cosignature_v1(wkey, body, sig):
+    """Verify the bytes after the key id of a cosignature line by wkey on the
+    note body; return the timestamp or raise VerificationError."""
+    if len(sig) != COSIGNATURE_BYTES:
+        raise VerificationError(f"cosignature by {wkey.name} is {len(sig)} bytes, not 72")
+    timestamp = int.from_bytes(sig[:8], "big")
+    if timestamp > MAX_COSIGNATURE_TIME:
+        raise VerificationError(f"cosignature by {wkey.name} has a timestamp above 2^63-1")
+    if not ed25519_verify(wkey.public_key, cosignature_v1_message(timestamp, body), sig[8:]):
+        raise VerificationError(f"cosignature by {wkey.name}+{wkey.key_id.hex()} does not verify")
+    return timestamp
+
+
+def check_cosigned(note, log_vkey, witness_keys, quorum):
+    """Verify a checkpoint note under the log key, then require cosignatures
+    by at least `quorum` of the witness keys.
+
+    signed-note, Signatures: lines whose (name, key ID) match no witness are
+    ignored; a matching line that fails to verify rejects the note.
+    tlog-cosignature: "The Ed25519 signed message format doesn't commit to
+    the cosigner name", so witnesses are counted by public key.  Returns
+    (checkpoint, [(name, key id hex, timestamp)])."""
+    cp = verify_checkpoint(note, log_vkey)
+    text, sigs = split_note(note)
+    known = {(w.name, w.key_id): w for w in witness_keys}
+    counted, valid = set(), []
+    for name, key_id, sig in sigs:
+        wkey = known.get((name, key_id))
+        if wkey is None:
+            continue
+        timestamp = verify_cosignature_v1(wkey, text, sig)
+        if wkey.public_key not in counted:
+            counted.add(wkey.public_key)
+            valid.append((name, key_id.hex(), timestamp))
+    if len(valid) < quorum:
+        raise VerificationError(f"{len(valid)} valid cosignatures by listed witnesses, {quorum} needed")
+    return cp, valid
 
 
 # ---------------------------------------------------------------------------
@@ -873,6 +988,50 @@ def cmd_check(args):
     return report.exit_code
 
 
+def cmd_cosign(args):
+    """CLI entry for `cosign`: print the witness's vkey line, then the
+    cosignature/v1 line for the body file at the given time."""
+    try:
+        seed = bytes.fromhex(args.seed)
+        if len(seed) != 32:
+            raise ValueError("the seed is 32 bytes (64 hex digits)")
+        if not is_valid_key_name(args.name):
+            raise ValueError(f"invalid key name {args.name!r}")
+        with open(args.body, "rb") as f:
+            body = f.read()
+        line = cosignature_v1_line(seed, args.name, args.time, body)
+    except (OSError, ValueError) as e:
+        print(f"cosign: {e}", file=sys.stderr)
+        return 2
+    print(format_cosigner_vkey(args.name, ed25519_public_key(seed)))
+    sys.stdout.write(line)
+    return 0
+
+
+def cmd_check_cosigned(args):
+    """CLI entry for `check-cosigned`: one JSON object; exit 0 verified with a
+    quorum, 1 verification failed, 2 bad input."""
+    result = {"ok": False, "size": None, "cosignatures": [], "errors": []}
+    code = 2
+    try:
+        with open(args.log_vkey, encoding="utf-8") as f:
+            log_vkey = parse_verifier_key(f.read().strip())
+        witnesses = [parse_cosigner_vkey(w) for w in args.witness]
+        with open(args.note, "rb") as f:
+            note = f.read()
+        code = 1
+        cp, valid = check_cosigned(note, log_vkey, witnesses, args.quorum)
+        result.update(ok=True, size=cp.size,
+                      cosignatures=[{"key": f"{n}+{k}", "time": t} for n, k, t in valid])
+        code = 0
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        result["errors"].append(f"bad input: {e}")
+    except VerificationError as e:
+        result["errors"].append(str(e))
+    print(json.dumps(result))
+    return code
+
+
 # ---------------------------------------------------------------------------
 # The `selftest` command
 # ---------------------------------------------------------------------------
@@ -1081,6 +1240,103 @@ def selftest_checkpoints(st, cps):
                len(cps["must_reject"]) + len(extra_rejects) + 4, fails)
 
 
+def selftest_cosignature(st):
+    """tlog-cosignature: the spec's examples, a published cosigner vkey,
+    signing and verification round trips, tampering, and quorum counting."""
+    fails, n = [], 0
+    spec_body = (b"example.com/behind-the-sofa\n20852163\n"
+                 b"CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n")
+    n += 1
+    if cosignature_v1_message(1679315147, spec_body) != b"cosignature/v1\ntime 1679315147\n" + spec_body:
+        fails.append("spec example signed message")
+    # The spec's example cosigned checkpoint: the witness line's key ID and
+    # timestamp (its message example uses the same time).
+    raw = b64decode_strict("jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dl"
+                           "rDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==")
+    n += 1
+    if (len(raw), raw[:4].hex(), int.from_bytes(raw[4:12], "big")) != (76, "8d66cf3f", 1679315147):
+        fails.append("spec example cosignature line fields")
+    # A native cosignature/v1 vkey from transparency-dev/formats' tests.
+    n += 2
+    try:
+        wk = parse_cosigner_vkey("remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2")
+        if format_cosigner_vkey(wk.name, wk.public_key) != \
+                "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2":
+            fails.append("published cosigner vkey does not re-encode")
+    except ValueError as e:
+        fails.append(f"published cosigner vkey rejected: {e}")
+    try:
+        parse_cosigner_vkey("TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6")
+        fails.append("an 0x01 note key was accepted as a cosigner key")
+    except ValueError:
+        pass
+
+    seed, name = bytes(range(32)), "witness.example/selftest"
+    public = ed25519_public_key(seed)
+    wkey = parse_cosigner_vkey(format_cosigner_vkey(name, public))
+    log_seed, origin = b"\x07" * 32, "log.example/selftest"
+    log_pub = ed25519_public_key(log_seed)
+    log_vkey = VerifierKey(origin, compute_key_id(origin, log_pub), log_pub)
+    body = f"{origin}\n42\n{base64.b64encode(bytes(32)).decode()}\n".encode()
+    note = format_signed_note(body, log_vkey, ed25519_sign(log_seed, body))
+    line = cosignature_v1_line(seed, name, 1700000000, body)
+    raw = b64decode_strict(line[len(SIGNATURE_PREFIX) + len(name) + 1:-1])
+    n += 1
+    try:
+        if verify_cosignature_v1(wkey, body, raw[4:]) != 1700000000:
+            fails.append("round trip: wrong timestamp")
+    except VerificationError as e:
+        fails.append(f"round trip rejected: {e}")
+    tampered = [
+        ("body changed", body.replace(b"42", b"43"), raw[4:]),
+        ("timestamp changed", body, (1700000001).to_bytes(8, "big") + raw[12:]),
+        ("signature bit flipped", body, flip_bit(raw[4:], 40)),
+        ("truncated", body, raw[4:-1]),
+        ("timestamp above 2^63-1", body, (2**63).to_bytes(8, "big") + raw[12:]),
+    ]
+    for what, b, sig in tampered:
+        n += 1
+        try:
+            verify_cosignature_v1(wkey, b, sig)
+            fails.append(f"tampered cosignature accepted: {what}")
+        except VerificationError:
+            pass
+
+    other_seed = bytes(range(1, 33))
+    other = parse_cosigner_vkey(format_cosigner_vkey("witness.example/other",
+                                                     ed25519_public_key(other_seed)))
+    alias = parse_cosigner_vkey(format_cosigner_vkey("witness.example/alias", public))
+    two = (line + cosignature_v1_line(seed, name, 1700000005, body)
+           + cosignature_v1_line(other_seed, "witness.example/other", 1, body)
+           + cosignature_v1_line(seed, "witness.example/alias", 1700000000, body))
+    cosigned = note + two.encode("utf-8")
+    cases = [
+        ("two witnesses, quorum 2", [wkey, other], 2, 2),
+        ("duplicate lines count once", [wkey], 1, 1),
+        ("one key under two names counts once", [wkey, alias], 2, None),
+        ("unknown witnesses ignored", [other], 1, 1),
+        ("quorum not reached", [wkey, other], 3, None),
+    ]
+    for what, keys, k, expect in cases:
+        n += 1
+        try:
+            _, valid = check_cosigned(cosigned, log_vkey, keys, k)
+            if expect is None or len(valid) != expect:
+                fails.append(f"quorum: {what}: accepted with {len(valid)}")
+        except VerificationError as e:
+            if expect is not None:
+                fails.append(f"quorum: {what}: rejected: {e}")
+    n += 1
+    bad = note + cosignature_v1_line(seed, name, 5, body.replace(b"42", b"43")).encode()
+    try:
+        check_cosigned(bad, log_vkey, [wkey], 0)
+        fails.append("a listed witness's invalid cosignature was not rejected")
+    except VerificationError:
+        pass
+    st.section("tlog-cosignature: spec examples, published vkey, round trip, "
+               f"{len(tampered)} tamperings, quorum counting", n, fails)
+
+
 def selftest_tile_layout(st, tiles_json):
     """Tile enumeration against tiles.json and the tlog-tiles examples."""
     fails = []
@@ -1265,7 +1521,8 @@ def cmd_selftest(args):
         return 2
     st = SelfTest()
     for step in (lambda: selftest_ed25519(st, cps), lambda: selftest_merkle(st, rfc),
-                 lambda: selftest_checkpoints(st, cps), lambda: selftest_tile_layout(st, tiles_json),
+                 lambda: selftest_checkpoints(st, cps), lambda: selftest_cosignature(st),
+                 lambda: selftest_tile_layout(st, tiles_json),
                  lambda: selftest_http(st, tiles_json, cps)):
         try:
             step()
@@ -1293,9 +1550,25 @@ def main(argv=None):
     p_sel = sub.add_parser("selftest", help="check this checker against reference vectors")
     p_sel.add_argument("--vectors", required=True, help="directory with rfc6962.json, "
                        "checkpoints.json and tiles.json")
+    p_cosign = sub.add_parser("cosign", help="print a witness vkey and its cosignature/v1 line")
+    p_cosign.add_argument("--seed", required=True, help="the witness's 32-byte Ed25519 seed, in hex")
+    p_cosign.add_argument("--name", required=True, help="the witness's key name")
+    p_cosign.add_argument("--time", required=True, type=int, help="POSIX seconds")
+    p_cosign.add_argument("--body", required=True, help="file holding the checkpoint note body")
+    p_cc = sub.add_parser("check-cosigned", help="verify a checkpoint's log signature and a "
+                          "quorum of witness cosignatures")
+    p_cc.add_argument("--note", required=True, help="file holding the signed checkpoint note")
+    p_cc.add_argument("--log-vkey", required=True, help="file holding the log's verifier key line")
+    p_cc.add_argument("--witness", action="append", default=[], help="a witness's cosigner vkey "
+                      "(repeatable)")
+    p_cc.add_argument("--quorum", required=True, type=int, help="how many witnesses must cosign")
     args = parser.parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
+    if args.command == "cosign":
+        return cmd_cosign(args)
+    if args.command == "check-cosigned":
+        return cmd_check_cosigned(args)
     return cmd_selftest(args)
 
 

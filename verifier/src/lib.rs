@@ -4,8 +4,10 @@
 //! server: RFC 9162 hashing and proof verification ([`merkle`]), C2SP
 //! signed-note keys and checkpoints ([`keys`], [`checkpoint`]), C2SP
 //! tlog-tiles paths and entry bundles ([`tiles`]), the rules for signed
-//! events and log entries ([`event`]), and C2SP tlog-proof offline proof
-//! bundles ([`bundle`]).
+//! events and log entries ([`event`]), C2SP tlog-proof offline proof
+//! bundles ([`bundle`]), C2SP tlog-cosignature witness cosignatures and
+//! quorum checks ([`cosignature`]), and the request and response bodies
+//! of C2SP tlog-witness ([`witness_protocol`]).
 //!
 //! What it leaves out: storage, networking and async. The proof math reads
 //! hashes through one trait ([`merkle::HashReader`]), so the same code runs
@@ -21,11 +23,13 @@
 pub mod audit;
 pub mod bundle;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod event;
 pub mod keys;
 pub mod merkle;
 pub mod tile_builder;
 pub mod tiles;
+pub mod witness_protocol;
 
 pub use tlog_proto::v1 as proto;
 
