@@ -14,8 +14,10 @@
 # disk bytes per entry beyond the raw entry. Then it stops the server with
 # SIGINT, starts it again on the same data directory, and prints the time
 # from spawn to "listening on" (the server has checked the stored root
-# against the signed checkpoint by then) and the RSS after restart. The
-# data directory is removed at the end.
+# against the signed checkpoint by then) and the RSS after restart, and
+# measures proof serving on the restarted server (`loadgen proofs`: 200,000
+# inclusion proofs of random indexes, 64 in flight over 4 connections, each
+# verified) with the RSS after it. The data directory is removed at the end.
 set -euo pipefail
 backend=$1
 millions=$2
@@ -24,8 +26,8 @@ dir=$(mktemp -d "${3:-${TMPDIR:-/tmp}}/large-log-$backend-XXXX")
 server=""
 trap '[ -n "$server" ] && kill -INT "$server" 2>/dev/null; rm -rf "$dir"' EXIT
 
-# Starts the server on $dir/data; sets $server and $addr and prints the
-# seconds from spawn to its "listening on" line.
+# Starts the server on $dir/data; sets $server, $addr and $startup (the
+# seconds from spawn to its "listening on" line).
 start() {
   rm -f "$dir/out"
   mkfifo "$dir/out"
@@ -41,7 +43,7 @@ start() {
   done
   t1=$(date +%s.%N)
   [ -n "$addr" ] || { cat "$dir/err" >&2; exit 2; }
-  echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
+  startup=$(echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }')
 }
 
 stop() {
@@ -54,7 +56,7 @@ rss_mib() {
   awk -v key="$2:" '$1 == key { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
 }
 
-start >/dev/null
+start
 for run in $(seq 1 "$millions"); do
   "$root/target/release/loadgen" --log "http://$addr" --key "$dir/data/submitter.key" \
     --events 1000000 --concurrency 4 --batch 1000 \
@@ -62,6 +64,9 @@ for run in $(seq 1 "$millions"); do
   jq -r '"size \(.storage.tree_size)  rss \(.server_memory.rss_bytes / 1048576 | floor) MiB  peak \(.server_memory.peak_rss_bytes / 1048576 | floor) MiB  disk +\(.storage.overhead_bytes_per_entry | floor) B/entry (allocated \(.storage.disk_allocated_bytes_per_entry - .storage.raw_entry_bytes_per_entry | floor))  \(.throughput_events_per_second | floor) events/s  failed \(.failed)"' "$dir/run.json"
 done
 stop
-seconds=$(start)
-echo "restart: listening after $seconds s, RSS $(rss_mib "$server" VmRSS) MiB"
+start
+echo "restart: listening after $startup s, RSS $(rss_mib "$server" VmRSS) MiB"
+"$root/target/release/loadgen" proofs --log "http://$addr" --vkey "$dir/data/log.vkey" \
+  --requests 200000 --concurrency 64 --connections 4
+echo "after proofs: RSS $(rss_mib "$server" VmRSS) MiB, peak $(rss_mib "$server" VmHWM) MiB"
 stop
