@@ -214,16 +214,7 @@ fn run(args: LoadArgs) -> Result<report::Report, Failure> {
     let batch = args.batch.map(|b| b as usize);
     let connections = args.connections.map_or(concurrency, |k| k as usize);
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| bad(format!("cannot start the async runtime: {e}")))?;
-    let clients = runtime
-        .block_on(drive::connect(&args.log, connections))
-        .map_err(bad)?;
-    let note = runtime
-        .block_on(drive::probe(&clients[0]))
-        .map_err(|e| bad(format!("{}: {e}", args.log)))?;
+    let (runtime, clients, note) = connect_and_probe(&args.log, connections)?;
     if let Some(log_key) = &log_key {
         verify::checkpoint_size(note.as_bytes(), Some(log_key))?;
     }
@@ -323,6 +314,33 @@ fn run(args: LoadArgs) -> Result<report::Report, Failure> {
         memory,
         storage,
     })
+}
+
+/// The async runtime, `connections` gRPC connections to the log at `url`,
+/// and the log's checkpoint note, proving it answers before any clock starts.
+fn connect_and_probe(
+    url: &str,
+    connections: usize,
+) -> Result<
+    (
+        tokio::runtime::Runtime,
+        Vec<verifier::proto::log_client::LogClient<tonic::transport::Channel>>,
+        String,
+    ),
+    Failure,
+> {
+    let bad = Failure::Unchecked;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| bad(format!("cannot start the async runtime: {e}")))?;
+    let clients = runtime
+        .block_on(drive::connect(url, connections))
+        .map_err(bad)?;
+    let note = runtime
+        .block_on(drive::probe(&clients[0]))
+        .map_err(|e| bad(format!("{url}: {e}")))?;
+    Ok((runtime, clients, note))
 }
 
 fn read_key(path: &std::path::Path) -> Result<SigningKey, Failure> {

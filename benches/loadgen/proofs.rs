@@ -9,7 +9,7 @@
 //! as a verification failure and makes the run exit 1. Latency runs from
 //! send to answer, before checking.
 
-use crate::drive::{self, code_name};
+use crate::drive::code_name;
 use crate::stats::{Latencies, Summary};
 use crate::Failure;
 use serde_json::{json, Value};
@@ -83,16 +83,7 @@ fn measure(args: ProofArgs) -> Result<ProofReport, Failure> {
     let log_key = crate::read_vkey(&args.vkey)?;
     let concurrency = args.concurrency as usize;
     let connections = args.connections.map_or(concurrency, |k| k as usize);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| bad(format!("cannot start the async runtime: {e}")))?;
-    let clients = runtime
-        .block_on(drive::connect(&args.log, connections))
-        .map_err(bad)?;
-    let note = runtime
-        .block_on(drive::probe(&clients[0]))
-        .map_err(|e| bad(format!("{}: {e}", args.log)))?;
+    let (runtime, clients, note) = crate::connect_and_probe(&args.log, connections)?;
     let checkpoint = SignedCheckpoint::verify(note.as_bytes(), &log_key)
         .map_err(|e| Failure::Verification(format!("the log's checkpoint: {e}")))?
         .checkpoint;
