@@ -231,8 +231,8 @@ fn verification(c: &mut Criterion, logs: &Logs) {
     let root = log.latest().root;
     let mut rng = XorShift(0x2545_f491_4f6c_dd1d);
     let index = rng.below(n);
-    let leaf = leaf_hash(&entry(index));
-    let inclusion = log.inclusion_proof(index, n).unwrap();
+    let (leaf, inclusion) = log.inclusion_proof(index, n).unwrap();
+    assert_eq!(leaf, leaf_hash(&entry(index)));
     let old = rng.below(n) + 1;
     let old_root = log.stored_root(old).unwrap();
     let consistency = log.consistency_proof(old, n).unwrap();

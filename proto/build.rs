@@ -3,7 +3,7 @@
 //! feature, which keeps the verifier's dependency tree client-only.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["tlog/v1/log.proto"];
+    let protos = ["tlog/v1/log.proto", "tlog/v1/gossip.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

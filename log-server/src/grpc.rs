@@ -15,7 +15,6 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use verifier::event::{check_submission, event_id, SubmissionError};
 use verifier::keys::KeyRing;
-use verifier::merkle::leaf_hash;
 use verifier::proto::{
     self, append_result, get_inclusion_proof_request::Leaf, AppendBatchRequest,
     AppendBatchResponse, AppendError, AppendRequest, AppendResponse, AppendResult,
@@ -75,7 +74,7 @@ impl LogService {
             .map_err(|_| Status::unavailable("the sequencer stopped before answering"))?
             .map_err(sequence_status)?;
         let checkpoint = &sequenced.checkpoint;
-        let proof = self
+        let (_, proof) = self
             .log
             .inclusion_proof(sequenced.index, checkpoint.size)
             .map_err(read_status)?;
@@ -154,7 +153,7 @@ impl proto::log_server::Log for LogService {
         _request: Request<GetCheckpointRequest>,
     ) -> Result<Response<GetCheckpointResponse>, Status> {
         Ok(Response::new(GetCheckpointResponse {
-            checkpoint: self.log.latest().note.clone(),
+            checkpoint: self.log.served().note.clone(),
         }))
     }
 
@@ -187,15 +186,14 @@ impl proto::log_server::Log for LogService {
                 .map_err(read_status)?
                 .ok_or_else(|| Status::not_found("event_id: no entry with this event id"))?,
         };
-        let proof = self
+        let (leaf, proof) = self
             .log
             .inclusion_proof(index, tree_size)
             .map_err(read_status)?;
-        let entry = self.log.entries(index, index + 1).map_err(read_status)?;
         Ok(Response::new(GetInclusionProofResponse {
             index,
             tree_size,
-            leaf_hash: leaf_hash(&entry[0]).0.to_vec(),
+            leaf_hash: leaf.0.to_vec(),
             proof: proof.iter().map(|h| h.0.to_vec()).collect(),
             checkpoint: latest.note.clone(),
         }))

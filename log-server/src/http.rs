@@ -1,6 +1,8 @@
 //! The C2SP tlog-tiles read API, over HTTP/1.1 and HTTP/2 on the gRPC port.
 //!
-//! - `GET /checkpoint`: the latest signed checkpoint, cacheable briefly.
+//! - `GET /checkpoint`: the served checkpoint ([`Log::served`]: the latest,
+//!   or with witnesses the latest witnessed one and its cosignatures),
+//!   cacheable briefly.
 //! - `GET /tile/<L>/<N>[.p/<W>]` and `GET /tile/entries/<N>[.p/<W>]`: full
 //!   tiles never change, so they are served `immutable` for a year; partial
 //!   tiles only briefly. A malformed path is 400, a tile outside the
@@ -30,7 +32,7 @@ pub fn routes(log: Arc<Log>) -> Router {
 }
 
 async fn checkpoint(State(log): State<Arc<Log>>) -> Response {
-    let note = log.latest().note.clone();
+    let note = log.served().note.clone();
     respond(
         StatusCode::OK,
         "text/plain; charset=utf-8",

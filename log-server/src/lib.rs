@@ -8,7 +8,9 @@
 //! Modules, in the order a submission meets them: [`grpc`] validates it,
 //! [`sequencer`] integrates it into [`storage`] (deduplicating through
 //! [`event_index`]), [`log`] proves and serves
-//! it, [`http`] serves the tiles; [`data_dir`] and [`server`] set it all up.
+//! it, [`http`] serves the tiles, [`witnessing`] collects witness
+//! cosignatures on its checkpoints; [`data_dir`], [`witness_config`] and
+//! [`server`] set it all up.
 
 pub mod data_dir;
 pub mod event_index;
@@ -19,3 +21,5 @@ pub mod sequencer;
 pub mod server;
 pub mod storage;
 pub mod tile_cache;
+pub mod witness_config;
+pub mod witnessing;

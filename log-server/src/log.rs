@@ -5,12 +5,21 @@
 //! the sequencer only publishes after the batch behind it is durable. So a
 //! tile, entry or proof served here can always be served again after a
 //! crash.
+//!
+//! Two checkpoints are kept. The *latest* is the sequencer's newest: appends
+//! and proofs use it, and it bounds what tiles exist. The *served* one is
+//! what `/checkpoint` and `GetCheckpoint` hand to the world. Without
+//! witnesses they are the same. With witnesses, the served checkpoint is
+//! the newest one that has been through a witnessing round, carrying the
+//! cosignatures it got (see [`crate::witnessing`]); it is never ahead of
+//! the latest, so everything it commits to can be fetched.
 
 use crate::event_index::index_of_event;
 use crate::storage::{Storage, StorageError};
 use crate::tile_cache::TileCache;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use tokio::sync::watch;
 use verifier::merkle::{Hash, HashReader};
 use verifier::tiles::{encode_entry_bundle, HashTileSource, TileId, TileKind, TILE_WIDTH};
 
@@ -43,7 +52,12 @@ pub enum ReadError {
 /// Shared, read-mostly state of a running log.
 pub struct Log {
     storage: Arc<dyn Storage>,
-    latest: RwLock<Arc<Published>>,
+    /// The sequencer's newest checkpoint; a channel, so that the witness
+    /// collector wakes on each one instead of polling.
+    latest: watch::Sender<Arc<Published>>,
+    /// The witnessed checkpoint `/checkpoint` serves, once witnessing is on;
+    /// `None` serves the latest.
+    witnessed: RwLock<Option<Arc<Published>>>,
     upper_tiles: UpperTiles,
     expanded_tiles: TileCache,
 }
@@ -107,7 +121,8 @@ impl Log {
     pub fn new(storage: Arc<dyn Storage>, latest: Published) -> Self {
         Self {
             storage,
-            latest: RwLock::new(Arc::new(latest)),
+            latest: watch::Sender::new(Arc::new(latest)),
+            witnessed: RwLock::new(None),
             upper_tiles: UpperTiles::default(),
             expanded_tiles: TileCache::default(),
         }
@@ -120,15 +135,32 @@ impl Log {
 
     /// The latest published checkpoint.
     pub fn latest(&self) -> Arc<Published> {
-        self.latest
-            .read()
-            .expect("checkpoint lock poisoned")
-            .clone()
+        self.latest.borrow().clone()
     }
 
     /// Publishes a checkpoint whose batch is durable.
     pub fn publish(&self, checkpoint: Published) {
-        *self.latest.write().expect("checkpoint lock poisoned") = Arc::new(checkpoint);
+        self.latest.send_replace(Arc::new(checkpoint));
+    }
+
+    /// A receiver that is told of every checkpoint [`publish`](Self::publish)ed
+    /// from now on, and sees the newest when it looks.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
+        self.latest.subscribe()
+    }
+
+    /// The checkpoint to show the world: the last witnessed one once
+    /// [`serve_witnessed`](Self::serve_witnessed) was called, the latest
+    /// otherwise.
+    pub fn served(&self) -> Arc<Published> {
+        let witnessed = self.witnessed.read().expect("checkpoint lock poisoned");
+        witnessed.clone().unwrap_or_else(|| self.latest())
+    }
+
+    /// Serves `checkpoint`, which must be one this log published (with any
+    /// cosignatures added), instead of the latest, from now on.
+    pub fn serve_witnessed(&self, checkpoint: Arc<Published>) {
+        *self.witnessed.write().expect("checkpoint lock poisoned") = Some(checkpoint);
     }
 
     /// The RFC 9162 root of the stored tree of `size` entries, recomputed
@@ -150,9 +182,11 @@ impl Log {
             .map_err(|e| proof_failure("compact range", e))
     }
 
-    /// The inclusion proof of `index` in the tree of `size` entries.
-    /// Requires `index < size <= latest size`.
-    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ReadError> {
+    /// The leaf hash of entry `index` and its inclusion proof in the tree
+    /// of `size` entries. Requires `index < size <= latest size`. The leaf
+    /// hash comes from the level-0 tile the proof reads anyway, not from
+    /// re-reading and re-hashing the entry.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<(Hash, Vec<Hash>), ReadError> {
         let latest = self.latest().size;
         if size > latest {
             return Err(ReadError::OutOfRange(format!(
@@ -166,8 +200,12 @@ impl Log {
         }
         let tiles = StoredTiles(self);
         let reader = self.expanded_tiles.reader(&tiles);
-        tlog_tiles::prove_record(size, index, &reader)
-            .map_err(|e| proof_failure("inclusion proof", e))
+        let proof = tlog_tiles::prove_record(size, index, &reader)
+            .map_err(|e| proof_failure("inclusion proof", e))?;
+        let leaf = reader
+            .read_hashes(&[tlog_tiles::stored_hash_index(0, index)])
+            .map_err(|e| proof_failure("leaf hash", e))?;
+        Ok((leaf[0], proof))
     }
 
     /// The consistency proof from `old_size` to `new_size`. Requires

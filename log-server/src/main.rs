@@ -48,6 +48,10 @@ struct ServeArgs {
     /// [default: <data-dir>/submitters].
     #[arg(long)]
     submitters: Option<PathBuf>,
+    /// The witnesses to collect cosignatures from: one `<cosigner verifier
+    /// key> <URL>` per line [default: <data-dir>/witnesses, if it exists].
+    #[arg(long)]
+    witnesses: Option<PathBuf>,
     /// The most entries in one batch (one durable write, one checkpoint).
     #[arg(long, default_value_t = BatchPolicy::default().max_entries)]
     batch_size: usize,
@@ -80,6 +84,7 @@ fn main() -> ExitCode {
             max_delay: Duration::from_millis(args.batch_delay_ms),
             queue_capacity: args.queue_capacity.max(1),
         },
+        witnesses: args.witnesses,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -1,22 +1,27 @@
 //! Start-up, serving and shutdown of one log.
 //!
-//! Start-up order: open and check the data directory; open storage;
-//! recompute the root from the stored tiles and compare it with the last
-//! signed checkpoint (refusing to serve on any mismatch); resume the
-//! sequencer from the stored right edge; bind; serve.
+//! Start-up order: read the witness list; open and check the data
+//! directory; open storage; recompute the root from the stored tiles and
+//! compare it with the last signed checkpoint (refusing to serve on any
+//! mismatch); resume the sequencer from the stored right edge; start the
+//! witness collector, if witnesses are listed; bind; serve.
 //!
 //! Shutdown order (Ctrl-C or SIGTERM): stop accepting connections and let
 //! in-flight requests finish; close the sequencer's queue and let it
-//! integrate what is queued; then exit. Every answered append is durable
-//! at every point of this sequence.
+//! integrate what is queued; stop the witness collector (a witness request
+//! in flight finishes within its timeout); then exit. Every answered
+//! append is durable at every point of this sequence.
 
 use crate::data_dir::{DataDir, Requested};
 use crate::grpc::LogService;
 use crate::log::{Log, Published};
 use crate::sequencer::{BatchPolicy, Sequencer};
 use crate::storage::{Batch, Storage};
+use crate::witness_config::WitnessList;
+use crate::witnessing::{Collector, RetryPolicy};
 use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
 use verifier::keys::SigningKey;
@@ -51,10 +56,14 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// How the sequencer cuts batches.
     pub batching: BatchPolicy,
+    /// `--witnesses`: the witness list, if given; otherwise
+    /// `<data-dir>/witnesses` if it exists.
+    pub witnesses: Option<PathBuf>,
 }
 
 /// Runs the log until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let witnesses = crate::witness_config::load(options.witnesses.as_deref(), &options.data.dir)?;
     let data = DataDir::open(&options.data)?;
     let storage: Arc<dyn Storage> = Arc::from(data.backend.open(&data.dir)?);
     let (log, builder) = recover(storage, &data.key)?;
@@ -72,6 +81,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         data.key.clone(),
         options.batching,
     ));
+    let collector = witnesses.and_then(|list| start_collector(&log, &data.origin, list));
     let service = LogService::new(
         Arc::clone(&log),
         Arc::clone(&sequencer),
@@ -84,6 +94,7 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         .into_axum_router()
         .merge(crate::http::routes(Arc::clone(&log)));
 
+    let shutdown = shutdown_signal();
     announce(&data, address, log.latest().size);
     // Small gRPC answers must not wait for Nagle's algorithm to meet the
     // client's delayed ACK: that costs ~40 ms a round trip.
@@ -93,11 +104,42 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         }
     });
     let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(shutdown)
         .await;
     tracing::info!("no longer accepting requests; draining the sequencer");
     sequencer.shutdown();
+    if let Some(collector) = collector {
+        collector.abort();
+    }
     served.map_err(|e| ServeError(format!("server failed: {e}")))
+}
+
+/// Starts collecting cosignatures from the listed witnesses, if any. Until
+/// the first round completes, the stored checkpoint is served as it is.
+fn start_collector(
+    log: &Arc<Log>,
+    origin: &str,
+    list: WitnessList,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if list.witnesses.is_empty() {
+        tracing::info!(path = %list.path.display(), "no witnesses listed");
+        return None;
+    }
+    let keys: Vec<String> = list.witnesses.iter().map(|w| w.key.key_id()).collect();
+    tracing::info!(
+        path = %list.path.display(),
+        witnesses = %keys.join(", "),
+        "collecting cosignatures from {} witness(es)",
+        keys.len()
+    );
+    log.serve_witnessed(log.latest());
+    let collector = Collector::new(
+        Arc::clone(log),
+        origin.to_owned(),
+        list.witnesses,
+        RetryPolicy::default(),
+    );
+    Some(tokio::spawn(collector.run()))
 }
 
 /// Prints what is served, where, and the key to verify it with. The
@@ -211,31 +253,46 @@ fn signed_note_text(note: Vec<u8>) -> Result<String, ServeError> {
     String::from_utf8(note).map_err(|_| ServeError("the stored checkpoint is not UTF-8".into()))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// On Unix the handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent as soon as `listening on` is
+/// printed already means a graceful shutdown rather than the default
+/// action, which would kill the process.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            () = received(interrupt, "SIGINT") => {},
+            () = received(terminate, "SIGTERM") => {},
+        }
+        #[cfg(not(unix))]
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
+}
+
+/// Resolves when `signal` arrives; never, if it cannot be listened for.
+#[cfg(unix)]
+async fn received(signal: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match signal {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! The `tlog.v1` wire contract: messages and gRPC stubs generated from
-//! `proto/tlog/v1/log.proto`.
+//! `proto/tlog/v1/log.proto` (the log) and `proto/tlog/v1/gossip.proto`
+//! (monitors gossiping checkpoints).
 //!
 //! The `.proto` file is the documentation of record: it defines the exact
 //! bytes a submitter signs and the exact bytes that become a Merkle leaf.

@@ -390,3 +390,91 @@ pub async fn append_mixed(server: &LogServer, key: &SigningKey, numbers: std::op
         Some(verifier::proto::append_result::Result::Appended(_))
     )));
 }
+
+/// Any long-running workspace binary (`verifier witness`, `verifier
+/// monitor`, …) that prints `listening on <addr>` once it serves; killed
+/// when dropped.
+pub struct Daemon {
+    child: Child,
+    /// The address it bound.
+    pub addr: SocketAddr,
+    /// Everything it printed on stderr so far, collected in the background.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Daemon {
+    /// Starts the workspace binary `name` with `args` and waits for its
+    /// `listening on` line. Panics with its stderr if it exits first.
+    pub fn start<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Self {
+        let mut child = Command::new(binary(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(err) = child.stderr.take() {
+            let sink = std::sync::Arc::clone(&stderr);
+            std::thread::spawn(move || {
+                for line in BufReader::new(err).lines().map_while(Result::ok) {
+                    let mut text = sink.lock().expect("stderr lock");
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(addr) = line.strip_prefix("listening on ") {
+                        break addr.parse().expect("a socket address");
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("reaping");
+                    panic!(
+                        "{name} exited ({status}) before listening: {}",
+                        stderr.lock().expect("stderr lock")
+                    );
+                }
+            }
+        };
+        std::thread::spawn(move || lines.for_each(drop));
+        Self {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What it printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().expect("stderr lock").clone()
+    }
+
+    /// Whether it has exited, and how, without waiting.
+    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("polling the process")
+    }
+
+    /// Kills it with SIGKILL and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

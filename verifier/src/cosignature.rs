@@ -25,7 +25,7 @@
 //! what travels over it).
 
 use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
-use crate::keys::{is_valid_key_name, KeyError, SigningKey, VerifierKey};
+use crate::keys::{parse_ed25519_verifier_key, KeyError, SigningKey, VerifierKey};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use signed_note::Note;
 
@@ -194,44 +194,13 @@ impl CosignerVerifierKey {
     /// note key (`0x01`) of the same witness: accepting it would leave the
     /// client unsure which kind of signature a key id stands for.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        let bad = |reason: String| KeyError::Malformed {
-            what: "cosigner verifier key",
-            reason,
-        };
-        // The base64 key may itself contain '+', so split off two fields only.
-        let mut fields = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(bad("expected <name>+<id>+<key>".into()));
-        };
-        if !is_valid_key_name(name) {
-            return Err(bad(format!("bad key name {name:?}")));
-        }
-        let bytes = BASE64_STANDARD
-            .decode(b64)
-            .map_err(|e| bad(format!("key is not base64: {e}")))?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_COSIGNATURE_V1, public)) => public
-                .try_into()
-                .map_err(|_| bad("an Ed25519 public key is 32 bytes".into()))?,
-            Some((&alg, _)) => {
-                return Err(bad(format!(
-                    "signature type {alg:#04x} is not cosignature/v1 (0x04)"
-                )))
-            }
-            None => return Err(bad("the key is empty".into())),
-        };
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
-            .map_err(|_| bad("not a valid Ed25519 point".into()))?;
-        let id = cosigner_key_id(name, &key);
-        if id_hex.len() != 8 || format!("{id:08x}") != id_hex {
-            return Err(bad(format!("key id {id_hex} does not match the key")));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            key,
-        })
+        let (name, id, key) = parse_ed25519_verifier_key(
+            text,
+            "cosigner verifier key",
+            (ALG_COSIGNATURE_V1, "cosignature/v1"),
+            cosigner_key_id,
+        )?;
+        Ok(Self { name, id, key })
     }
 
     /// The witness's name.

@@ -61,6 +61,53 @@ pub fn key_id(name: &str, public_key: &ed25519_dalek::VerifyingKey) -> u32 {
     signed_note::key_id(name, &encoded)
 }
 
+/// Parses a C2SP signed-note verifier key holding an Ed25519 public key,
+/// `<name>+<8 hex digits>+<base64(type || 32-byte key)>`, for one
+/// signature type, and checks the id against `id_of(name, key)`. Note keys
+/// (type 0x01) and cosigner keys (type 0x04) share this form but not their
+/// id computation. Surrounding whitespace is ignored.
+pub(crate) fn parse_ed25519_verifier_key(
+    text: &str,
+    what: &'static str,
+    (signature_type, type_name): (u8, &str),
+    id_of: fn(&str, &ed25519_dalek::VerifyingKey) -> u32,
+) -> Result<(String, u32, ed25519_dalek::VerifyingKey), KeyError> {
+    // The base64 key may itself contain '+', so split off two fields only.
+    let mut fields = text.trim().splitn(3, '+');
+    let (Some(name), Some(id_hex), Some(b64)) = (fields.next(), fields.next(), fields.next())
+    else {
+        return Err(malformed(what, "expected <name>+<id>+<key>"));
+    };
+    if !is_valid_key_name(name) {
+        return Err(malformed(what, format!("bad key name {name:?}")));
+    }
+    let bytes = BASE64_STANDARD
+        .decode(b64)
+        .map_err(|e| malformed(what, format!("key is not base64: {e}")))?;
+    let public: [u8; 32] = match bytes.split_first() {
+        Some((&found, public)) if found == signature_type => public
+            .try_into()
+            .map_err(|_| malformed(what, "an Ed25519 public key is 32 bytes"))?,
+        Some((&found, _)) => {
+            return Err(malformed(
+                what,
+                format!("signature type {found:#04x} is not {type_name} ({signature_type:#04x})"),
+            ))
+        }
+        None => return Err(malformed(what, "the key is empty")),
+    };
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
+        .map_err(|_| malformed(what, "not a valid Ed25519 point"))?;
+    let id = id_of(name, &key);
+    if id_hex.len() != 8 || format!("{id:08x}") != id_hex {
+        return Err(malformed(
+            what,
+            format!("key id {id_hex} does not match the key"),
+        ));
+    }
+    Ok((name.to_owned(), id, key))
+}
+
 /// A private Ed25519 key with its name: what a log, submitter or reviewer
 /// signs with.
 #[derive(Clone)]
@@ -190,39 +237,9 @@ impl VerifierKey {
     /// Parses `<name>+<hex id>+<base64(0x01 || public key)>`, checking that
     /// the id matches the key. Surrounding whitespace is ignored.
     pub fn parse(text: &str) -> Result<Self, KeyError> {
-        const WHAT: &str = "verifier key";
-        // The base64 key may itself contain '+', so split off two fields only.
-        let mut fields = text.trim().splitn(3, '+');
-        let (Some(name), Some(id_hex), Some(b64)) = (fields.next(), fields.next(), fields.next())
-        else {
-            return Err(malformed(WHAT, "expected <name>+<id>+<key>"));
-        };
-        if !is_valid_key_name(name) {
-            return Err(malformed(WHAT, format!("bad key name {name:?}")));
-        }
-        let bytes = BASE64_STANDARD
-            .decode(b64)
-            .map_err(|e| malformed(WHAT, format!("key is not base64: {e}")))?;
-        let public: [u8; 32] = match bytes.split_first() {
-            Some((&ALG_ED25519, public)) => public
-                .try_into()
-                .map_err(|_| malformed(WHAT, "an Ed25519 public key is 32 bytes"))?,
-            _ => return Err(malformed(WHAT, "only Ed25519 (algorithm 1) is supported")),
-        };
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&public)
-            .map_err(|_| malformed(WHAT, "not a valid Ed25519 point"))?;
-        let id = key_id(name, &key);
-        if id_hex.len() != 8 || format!("{id:08x}") != id_hex {
-            return Err(malformed(
-                WHAT,
-                format!("key id {id_hex} does not match the key"),
-            ));
-        }
-        Ok(Self {
-            name: name.to_owned(),
-            id,
-            key,
-        })
+        let (name, id, key) =
+            parse_ed25519_verifier_key(text, "verifier key", (ALG_ED25519, "Ed25519"), key_id)?;
+        Ok(Self { name, id, key })
     }
 
     /// The key's name.

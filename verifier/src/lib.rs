@@ -25,6 +25,7 @@ pub mod bundle;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod event;
+pub mod evidence;
 pub mod keys;
 pub mod merkle;
 pub mod tile_builder;

@@ -61,6 +61,18 @@ pub enum ProofError {
         /// The newer checkpoint's size.
         new_size: u64,
     },
+    /// The proof has the wrong number of hashes for the two sizes, or the
+    /// sizes admit no proof that implies both roots (an empty old tree, or
+    /// equal sizes).
+    #[error("{len} hashes do not make a consistency proof from size {old_size} to size {new_size} that implies both roots")]
+    ConsistencyShape {
+        /// The older checkpoint's size.
+        old_size: u64,
+        /// The newer checkpoint's size.
+        new_size: u64,
+        /// The number of hashes given.
+        len: usize,
+    },
 }
 
 /// Verifies an RFC 9162 §2.1.3.2 inclusion proof that the leaf with hash
@@ -108,6 +120,77 @@ pub fn verify_consistency(
     }
     tlog_tiles::check_tree(&proof.to_vec(), new_size, new_root, old_size, old_root)
         .map_err(|_| fail)
+}
+
+/// The roots `(old_root, new_root)` that an RFC 9162 §2.1.4.2 consistency
+/// proof from `old_size` to `new_size` implies, without trusting either.
+///
+/// This is what makes a bad proof into evidence: if the implied new root
+/// is the signed root of the larger tree, the proof's hashes are that
+/// tree's own nodes (short of a SHA-256 collision), so the implied old root
+/// is the root the larger tree really has over its first `old_size` leaves.
+///
+/// Requires `0 < old_size < new_size`. `proof` is the RFC's
+/// `consistency_path` after its step 2: when `old_size` is a power of two
+/// the old tree is a complete subtree of the new one, RFC 9162 proofs leave
+/// its root out and the verifier prepends it, so here it must already be
+/// the first hash, and it is the old root returned. Otherwise the proof is
+/// exactly RFC 9162's and both roots are computed from it:
+///
+/// 1. `fn = old_size - 1`, `sn = new_size - 1`; shift both right while
+///    `fn`'s lowest bit is set.
+/// 2. `fr = sr = proof[0]`.
+/// 3. For each later hash `c`: fail if `sn == 0`. If `fn` is odd or
+///    `fn == sn`, `fr = H(0x01 || c || fr)`, `sr = H(0x01 || c || sr)` and,
+///    if `fn` is even, shift both right until `fn` is odd or 0; otherwise
+///    `sr = H(0x01 || sr || c)`. Then shift both right once.
+/// 4. Fail unless `sn == 0`: the proof had the wrong length.
+pub fn consistency_roots(
+    proof: &[Hash],
+    old_size: u64,
+    new_size: u64,
+) -> Result<(Hash, Hash), ProofError> {
+    if old_size > new_size {
+        return Err(ProofError::SizesOutOfOrder { old_size, new_size });
+    }
+    let shape = ProofError::ConsistencyShape {
+        old_size,
+        new_size,
+        len: proof.len(),
+    };
+    if old_size == 0 || old_size == new_size {
+        return Err(shape);
+    }
+    let Some((&first, rest)) = proof.split_first() else {
+        return Err(shape);
+    };
+    let (mut f, mut s) = (old_size - 1, new_size - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut old_root, mut new_root) = (first, first);
+    for &c in rest {
+        if s == 0 {
+            return Err(shape);
+        }
+        if f & 1 == 1 || f == s {
+            old_root = node_hash(c, old_root);
+            new_root = node_hash(c, new_root);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            new_root = node_hash(new_root, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(shape);
+    }
+    Ok((old_root, new_root))
 }
 
 /// The right edge of a Merkle tree: the roots of its maximal perfect
@@ -276,6 +359,87 @@ mod tests {
         );
         assert_eq!(
             verify_consistency(&[], 5, root, 4, root),
+            Err(ProofError::SizesOutOfOrder {
+                old_size: 5,
+                new_size: 4
+            })
+        );
+    }
+
+    /// RFC 9162 §2.1.4.1 SUBPROOF, written recursively from the definition.
+    fn reference_subproof(m: usize, hashes: &[Hash], complete: bool) -> Vec<Hash> {
+        let n = hashes.len();
+        if m == n {
+            return if complete {
+                vec![]
+            } else {
+                vec![reference_root(hashes)]
+            };
+        }
+        let k = 1usize << (usize::BITS - 1 - (n - 1).leading_zeros());
+        let mut proof;
+        if m <= k {
+            proof = reference_subproof(m, &hashes[..k], complete);
+            proof.push(reference_root(&hashes[k..]));
+        } else {
+            proof = reference_subproof(m - k, &hashes[k..], false);
+            proof.push(reference_root(&hashes[..k]));
+        }
+        proof
+    }
+
+    #[test]
+    fn consistency_roots_are_the_roots_of_both_trees_at_every_size_pair() {
+        let all = leaves(70);
+        for n in 2..=all.len() {
+            let new_root = reference_root(&all[..n]);
+            for m in 1..n {
+                let old_root = reference_root(&all[..m]);
+                let proof = reference_subproof(m, &all[..n], true);
+                let (m, n) = (m as u64, n as u64);
+                assert_eq!(verify_consistency(&proof, m, old_root, n, new_root), Ok(()));
+                let mut path = proof.clone();
+                if m.is_power_of_two() {
+                    path.insert(0, old_root);
+                }
+                assert_eq!(
+                    consistency_roots(&path, m, n),
+                    Ok((old_root, new_root)),
+                    "{m} -> {n}"
+                );
+                let shape = |len| {
+                    Err(ProofError::ConsistencyShape {
+                        old_size: m,
+                        new_size: n,
+                        len,
+                    })
+                };
+                let mut longer = path.clone();
+                longer.push(old_root);
+                assert_eq!(consistency_roots(&longer, m, n), shape(path.len() + 1));
+                assert_eq!(
+                    consistency_roots(&path[..path.len() - 1], m, n),
+                    shape(path.len() - 1)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn consistency_roots_need_two_different_non_empty_sizes() {
+        let root = reference_root(&leaves(4));
+        let shape = |old_size, new_size, len| {
+            Err(ProofError::ConsistencyShape {
+                old_size,
+                new_size,
+                len,
+            })
+        };
+        assert_eq!(consistency_roots(&[root], 0, 4), shape(0, 4, 1));
+        assert_eq!(consistency_roots(&[root], 4, 4), shape(4, 4, 1));
+        assert_eq!(consistency_roots(&[], 4, 4), shape(4, 4, 0));
+        assert_eq!(
+            consistency_roots(&[root], 5, 4),
             Err(ProofError::SizesOutOfOrder {
                 old_size: 5,
                 new_size: 4

@@ -10,6 +10,7 @@
 
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::verifier_key;
+use super::witness_policy::WitnessArgs;
 use crate::bundle::{BundleError, ProofBundle};
 use crate::proto::event::Kind;
 use serde_json::json;
@@ -23,10 +24,13 @@ pub struct Args {
     /// The log's verifier key, inline or as a file.
     #[arg(long)]
     vkey: String,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 pub fn run(args: Args) -> Outcome {
     let key = verifier_key(&args.vkey)?;
+    let policy = args.witnesses.policy()?;
     let name = args.file.display();
     let bytes = std::fs::read(&args.file)
         .map_err(|e| Failure::unchecked(format!("cannot read {name}: {e}")))?;
@@ -43,6 +47,11 @@ pub fn run(args: Args) -> Outcome {
     let verified = ProofBundle::parse(&bytes)
         .and_then(|bundle| bundle.verify(&key))
         .map_err(refused)?;
+    policy.check(
+        &verified.checkpoint,
+        &key,
+        &format!("the checkpoint in the proof bundle {name}"),
+    )?;
     let cp = &verified.checkpoint.checkpoint;
     let submitter = verified
         .entry

@@ -24,6 +24,7 @@ pub fn run(args: Args) -> Outcome {
         Some(dir) => Some(TrustedState::open(dir, &key)?.accept(&log, &signed)?),
         None => None,
     };
+    let witnessed = log.witness_policy().describe(&signed, &key);
     let cp = &signed.checkpoint;
     let relation = match acceptance {
         None => "not compared with any trusted state".to_owned(),
@@ -37,10 +38,13 @@ pub fn run(args: Args) -> Outcome {
     };
     Ok(Report {
         human: format!(
-            "verified checkpoint of {}\nsize {}\nroot {}\n{relation}\n\n{}",
+            "verified checkpoint of {}\nsize {}\nroot {}\n{}{relation}\n\n{}",
             cp.origin,
             cp.size,
             cp.root,
+            witnessed
+                .as_ref()
+                .map_or(String::new(), |w| format!("{w}\n")),
             signed.note_text()
         ),
         json: json!({
@@ -49,6 +53,7 @@ pub fn run(args: Args) -> Outcome {
             "root": cp.root.to_string(),
             "note": signed.note_text(),
             "trusted_state": relation,
+            "witnesses": witnessed,
         }),
     })
 }

@@ -1,7 +1,7 @@
 //! `verifier consistency`: verify that one signed checkpoint extends another.
 
 use super::outcome::{Failure, Outcome, Report};
-use super::remote::LogArgs;
+use super::remote::{Log, LogArgs};
 use super::state::{check_consistency, proof_lines, prove_consistency, TrustedState};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
@@ -28,14 +28,14 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let (log, key) = args.target.open()?;
     let old = match (&args.old, &args.state) {
-        (Some(path), _) => read_note(path, &key)?,
+        (Some(path), _) => read_note(path, &log, &key)?,
         (None, Some(dir)) => TrustedState::open(dir, &key)?.trusted()?.ok_or_else(|| {
             Failure::unchecked(format!("{}: no trusted checkpoint yet", dir.display()))
         })?,
         (None, None) => return Err(Failure::unchecked("give --old or --state")),
     };
     let new = match &args.new {
-        Some(path) => read_note(path, &key)?,
+        Some(path) => read_note(path, &log, &key)?,
         None => log.checkpoint(&key)?,
     };
     let proof = prove_consistency(&log, &old, &new)?;
@@ -57,15 +57,23 @@ pub fn run(args: Args) -> Outcome {
 }
 
 /// Reads and verifies a signed checkpoint file. One that does not verify
-/// under the log's key is not evidence of anything: the check cannot be made.
-fn read_note(path: &PathBuf, key: &VerifierKey) -> Result<SignedCheckpoint, Failure> {
+/// under the log's key is not evidence of anything: the check cannot be
+/// made. One that lacks the cosignatures `--quorum` asks for is refused
+/// like the log's own.
+fn read_note(path: &PathBuf, log: &Log, key: &VerifierKey) -> Result<SignedCheckpoint, Failure> {
     let note = std::fs::read(path)
         .map_err(|e| Failure::unchecked(format!("cannot read {}: {e}", path.display())))?;
-    SignedCheckpoint::verify(&note, key).map_err(|e| {
+    let signed = SignedCheckpoint::verify(&note, key).map_err(|e| {
         Failure::unchecked(format!(
             "{} is not a checkpoint signed by {}: {e}",
             path.display(),
             key.key_id()
         ))
-    })
+    })?;
+    log.witness_policy().check(
+        &signed,
+        key,
+        &format!("the checkpoint in {}", path.display()),
+    )?;
+    Ok(signed)
 }

@@ -1,12 +1,16 @@
-//! `verifier keygen`: create an Ed25519 key for a submitter (or a reviewer).
+//! `verifier keygen`: create an Ed25519 key for a submitter, a reviewer or
+//! a witness.
 //!
 //! The signer key goes to `--out`, created with mode 0600 and never over an
 //! existing file: overwriting a key would silently orphan everything signed
 //! with it. Only the verifier key line is printed, so that
 //! `verifier keygen … >> <data-dir>/submitters` puts it on a log's
-//! allowlist.
+//! allowlist. With `--cosigner` the line is the key's C2SP
+//! `cosignature/v1` verifier key (type `0x04`) instead, the one logs and
+//! clients list for a `verifier witness` that signs with this file.
 
 use super::outcome::{Failure, Outcome, Report};
+use crate::cosignature::CosignerSigningKey;
 use crate::keys::SigningKey;
 use serde_json::json;
 use std::io::Write as _;
@@ -21,6 +25,10 @@ pub struct Args {
     /// Where to write the signer key; must not exist yet.
     #[arg(long)]
     out: PathBuf,
+    /// Print the witness cosigner verifier key instead of the note
+    /// verifier key: the key is for `verifier witness --key`.
+    #[arg(long)]
+    cosigner: bool,
 }
 
 pub fn run(args: Args) -> Outcome {
@@ -28,11 +36,19 @@ pub fn run(args: Args) -> Outcome {
         .map_err(|e| Failure::unchecked(format!("--name {}: {e}", args.name)))?;
     write_secret(&args.out, &key.to_signer_string())?;
     let verifier_key = key.verifier_key().to_string();
+    let cosigner_key = CosignerSigningKey::new(key.clone())
+        .verifier_key()
+        .to_string();
     Ok(Report {
-        human: verifier_key.clone(),
+        human: if args.cosigner {
+            cosigner_key.clone()
+        } else {
+            verifier_key.clone()
+        },
         json: json!({
             "key_id": key.key_id(),
             "verifier_key": verifier_key,
+            "cosigner_verifier_key": cosigner_key,
             "file": args.out.display().to_string(),
         }),
     })

@@ -7,15 +7,19 @@
 
 mod audit;
 mod bundle;
+mod check_evidence;
 mod checkpoint;
 mod consistency;
 mod event_json;
 mod inclusion;
 mod keygen;
+mod monitor;
 pub mod outcome;
 mod remote;
 mod state;
 mod submit;
+mod witness;
+mod witness_policy;
 
 use clap::{Parser, Subcommand};
 use outcome::{finish, Failure};
@@ -52,6 +56,14 @@ enum Command {
     Audit(audit::Args),
     /// Check an offline proof bundle, with no network.
     VerifyBundle(bundle::Args),
+    /// Follow logs, gossip their checkpoints with other monitors, and write
+    /// evidence of any split view.
+    Monitor(monitor::Args),
+    /// Check a split-view evidence file offline.
+    CheckEvidence(check_evidence::Args),
+    /// Serve C2SP tlog-witness: cosign checkpoints consistent with all
+    /// earlier ones.
+    Witness(witness::Args),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -76,6 +88,9 @@ pub fn main() -> ExitCode {
         Command::Consistency(args) => consistency::run(args),
         Command::Audit(args) => audit::run(args),
         Command::VerifyBundle(args) => bundle::run(args),
+        Command::Monitor(args) => monitor::run(args),
+        Command::CheckEvidence(args) => check_evidence::run(args),
+        Command::Witness(args) => witness::run(args),
     };
     finish(outcome, cli.json)
 }

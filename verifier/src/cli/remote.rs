@@ -6,6 +6,7 @@
 //! verified against a signed root, which is what authenticates the tiles.
 
 use super::outcome::Failure;
+use super::witness_policy::{WitnessArgs, WitnessPolicy};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
 use crate::tiles::{HashTileSource, TileId, TileKind};
@@ -19,7 +20,8 @@ use std::time::Duration;
 const MAX_RESPONSE: u64 = 256 * (65_535 + 2) + 1024;
 
 /// `--log` and `--vkey`, which every command that talks to a log takes:
-/// where the log is, and the key its checkpoints must verify under.
+/// where the log is, and the key its checkpoints must verify under; and
+/// `--witness`/`--quorum`, the cosignatures they must carry.
 #[derive(clap::Args)]
 pub struct LogArgs {
     /// The log's URL.
@@ -28,21 +30,26 @@ pub struct LogArgs {
     /// The log's verifier key, inline or as a file.
     #[arg(long)]
     vkey: String,
+    #[command(flatten)]
+    witnesses: WitnessArgs,
 }
 
 impl LogArgs {
-    /// The log to talk to and its key, or why they cannot be used.
+    /// The log to talk to, holding the witness policy its checkpoints must
+    /// meet, and its key; or why they cannot be used.
     pub fn open(&self) -> Result<(Log, VerifierKey), Failure> {
         let key = verifier_key(&self.vkey)?;
-        Ok((Log::new(&self.log)?, key))
+        let log = Log::new(&self.log)?.with_witness_policy(self.witnesses.policy()?);
+        Ok((log, key))
     }
 }
 
-/// A log's base URL.
+/// A log's base URL, and the witnesses its checkpoints must be cosigned by.
 #[derive(Debug, Clone)]
 pub struct Log {
     base: String,
     agent: ureq::Agent,
+    policy: WitnessPolicy,
 }
 
 impl Log {
@@ -62,7 +69,20 @@ impl Log {
         Ok(Self {
             base: base.to_owned(),
             agent,
+            policy: WitnessPolicy::default(),
         })
+    }
+
+    /// Requires every checkpoint fetched with [`Log::checkpoint`] to meet
+    /// `policy`.
+    pub fn with_witness_policy(mut self, policy: WitnessPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The witness policy checkpoints of this log must meet.
+    pub fn witness_policy(&self) -> &WitnessPolicy {
+        &self.policy
     }
 
     /// The URL, for gRPC.
@@ -93,10 +113,19 @@ impl Log {
         Ok(Some(body))
     }
 
-    /// Fetches `/checkpoint` and verifies it with the log's key. A note
-    /// that does not verify is a security finding: the log (or someone in
-    /// between) served a checkpoint the log's key did not sign.
+    /// Fetches `/checkpoint` and verifies it with the log's key and the
+    /// witness policy. A note that does not verify is a security finding:
+    /// the log (or someone in between) served a checkpoint the log's key
+    /// did not sign, or one the required witnesses did not cosign.
     pub fn checkpoint(&self, key: &VerifierKey) -> Result<SignedCheckpoint, Failure> {
+        let signed = self.log_signed_checkpoint(key)?;
+        self.policy.check(&signed, key, "the log's checkpoint")?;
+        Ok(signed)
+    }
+
+    /// Fetches `/checkpoint` and verifies the log's signature only, for a
+    /// caller that applies the witness policy once the size is right.
+    pub fn log_signed_checkpoint(&self, key: &VerifierKey) -> Result<SignedCheckpoint, Failure> {
         let note = self
             .get("checkpoint")?
             .ok_or_else(|| Failure::unchecked(format!("{}/checkpoint: not found", self.base)))?;

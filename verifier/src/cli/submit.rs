@@ -18,25 +18,30 @@ use super::event_json::parse_events;
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{grpc, verifier_key, Log};
 use super::state::{proof_lines, write_atomically, TrustedState};
+use super::witness_policy::WitnessArgs;
 use crate::bundle::ProofBundle;
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{check_submission, decode_entry, sign_event};
 use crate::keys::{KeyRing, SigningKey, VerifierKey};
 use crate::merkle::{leaf_hash, verify_inclusion, Hash};
 use crate::proto::{append_result, AppendBatchRequest, AppendRequest, AppendResponse, SignedEvent};
-use crate::tiles::{decode_entry_bundle, TileId, TILE_WIDTH};
+use crate::tiles::{decode_entry_bundle, TileId, TiledHashReader, TILE_WIDTH};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use prost::Message as _;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The most events one `AppendBatch` call carries.
 const BATCH_EVENTS: usize = 1000;
 /// The most event bytes one `AppendBatch` call carries: well under gRPC's
 /// default 4 MiB message limit, whatever the events' sizes.
 const BATCH_BYTES: usize = 1 << 20;
+/// How long `--witness` waits for the log to serve a cosigned checkpoint
+/// covering the new entries: a few witnessing rounds.
+const WITNESS_WAIT: Duration = Duration::from_secs(30);
 
 /// Arguments of `verifier submit`.
 #[derive(clap::Args)]
@@ -59,6 +64,11 @@ pub struct Args {
     /// replaces it.
     #[arg(long)]
     state: Option<PathBuf>,
+    /// With `--witness`: every event is proven against a checkpoint the
+    /// log serves cosigned by the quorum (waiting up to 30 s for one), and
+    /// the bundle and state hold that checkpoint.
+    #[command(flatten)]
+    witnesses: WitnessArgs,
     /// Events in the protobuf JSON mapping of `tlog.v1.Event`: one object,
     /// or one per line. `-` or nothing reads standard input.
     input: Option<PathBuf>,
@@ -67,7 +77,7 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let log_key = verifier_key(&args.vkey)?;
     let key = signer_key(&args.key)?;
-    let log = Log::new(&args.log)?;
+    let log = Log::new(&args.log)?.with_witness_policy(args.witnesses.policy()?);
     let events = parse_events(&read_input(args.input.as_deref())?).map_err(Failure::unchecked)?;
     let signed = sign_all(&key, events)?;
     let answers = super::block_on(append(&log, &signed))?;
@@ -104,6 +114,9 @@ pub fn run(args: Args) -> Outcome {
             "line {line}: the log refused the event ({code:?}): {message}; \
              {refused} of {total} events refused, {appended}"
         )));
+    }
+    if log.witness_policy().requires_witnesses() && !logged.is_empty() {
+        anchor_in_witnessed(&log, &log_key, &mut logged)?;
     }
     if let Some(dir) = &args.state {
         let state = TrustedState::open(dir, &log_key)?;
@@ -330,6 +343,56 @@ fn verify_answer<'a>(
         checkpoint,
         duplicate: answer.duplicate,
     })
+}
+
+/// Re-proves every logged event against the checkpoint the log serves once
+/// it covers them all, after checking that checkpoint against the witness
+/// policy: the answers' own checkpoints are fresh from the sequencer and
+/// carry no cosignatures yet.
+fn anchor_in_witnessed(
+    log: &Log,
+    log_key: &VerifierKey,
+    logged: &mut [Logged],
+) -> Result<(), Failure> {
+    let needed = logged.iter().map(Logged::tree_size).max().unwrap_or(0);
+    let deadline = Instant::now() + WITNESS_WAIT;
+    let witnessed = loop {
+        let served = log.log_signed_checkpoint(log_key)?;
+        if served.checkpoint.size >= needed {
+            log.witness_policy()
+                .check(&served, log_key, "the log's checkpoint")?;
+            break served;
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::unchecked(format!(
+                "the events were appended and verified, but after {} s the log still serves a \
+                 checkpoint of size {}, which does not cover them (size {needed} needed)",
+                WITNESS_WAIT.as_secs(),
+                served.checkpoint.size
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (size, root) = (witnessed.checkpoint.size, witnessed.checkpoint.root);
+    let tiles = log.hash_tiles(size);
+    let reader = TiledHashReader::new(&tiles);
+    for l in logged {
+        let proof = tlog_tiles::prove_record(size, l.index, &reader).map_err(|e| {
+            Failure::unchecked(format!("building the inclusion proof from tiles: {e}"))
+        })?;
+        verify_inclusion(&proof, l.index, size, l.leaf, root).map_err(|e| {
+            Failure::security_with(
+                format!(
+                    "line {}: index {} is not in the witnessed tree of size {size}: {e}",
+                    l.line, l.index
+                ),
+                l.evidence(),
+            )
+        })?;
+        l.proof = proof;
+        l.checkpoint = witnessed.clone();
+    }
+    Ok(())
 }
 
 /// Reads the logged entry from the log's entry bundle (one fetch per 256
