@@ -105,3 +105,16 @@ fn block_on<T, F: std::future::Future<Output = Result<T, Failure>>>(
         .map_err(|e| Failure::unchecked(format!("cannot start the async runtime: {e}")))?
         .block_on(future)
 }
+
+/// Logs to stderr at info level and above, for the long-running commands
+/// (`witness`, `monitor`): their findings and progress are log lines, while
+/// stdout carries only what scripts wait for.
+fn log_to_stderr() {
+    use std::io::IsTerminal as _;
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .try_init();
+}

@@ -80,7 +80,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Outcome {
-    init_tracing();
+    super::log_to_stderr();
     let followed = follow_logs(&args)?;
     let evidence_dir = args
         .evidence_dir
@@ -219,13 +219,4 @@ async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outc
         human: format!("monitor stopped after {rounds} gossip round(s)"),
         json: json!({ "gossip_rounds": rounds }),
     })
-}
-
-/// Logs to stderr at info level and above.
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
 }

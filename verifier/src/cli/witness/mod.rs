@@ -24,7 +24,7 @@ use crate::cosignature::CosignerSigningKey;
 use crate::keys::{SigningKey, VerifierKey};
 use cosigning::Witness;
 use serde_json::json;
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct Args {
 /// Serves until SIGINT or SIGTERM; exits 2 without serving if a key or
 /// the state cannot be read or verified.
 pub fn run(args: Args) -> Outcome {
-    init_tracing();
+    super::log_to_stderr();
     let cosigner = CosignerSigningKey::new(signer_key(&args.key)?);
     let log_keys = args
         .logs
@@ -140,13 +140,4 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested; finishing requests in flight");
-}
-
-/// Logs to stderr, at info level.
-fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_max_level(tracing::Level::INFO)
-        .try_init();
 }
