@@ -2,7 +2,8 @@
 //!
 //! Issue 5's acceptance, with real processes on loopback: a log configured
 //! with two witnesses serves checkpoints carrying both cosignatures, which
-//! `verifier checkpoint --quorum 2` accepts; the live witness refuses
+//! `verifier checkpoint --quorum 2` accepts, and `verifier submit
+//! --witness` proves against and bundles; the live witness refuses
 //! rolled-back and forked checkpoints signed with the log's own key; and
 //! once one witness is stopped, appends go on, the served checkpoint still
 //! advances with the other's cosignature, and a client asking for both
@@ -13,8 +14,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tlog_e2e::{
-    append_mixed, http_get, log_server_refuses, mixed_event, reviewer, run_verifier, Daemon,
-    LogServer, Run,
+    append_mixed, http_get, log_server_refuses, mixed_event, reviewer, run_verifier,
+    run_verifier_with_input, Daemon, LogServer, Run,
 };
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
 use verifier::cosignature::{verify_witnessed, CosignatureError, CosignerVerifierKey};
@@ -28,6 +29,16 @@ const ORIGIN: &str = "log.example/witnessed";
 
 /// Writes a witness key with `verifier keygen --cosigner` and returns the
 /// cosigner verifier key it printed.
+/// One data-flow event as `verifier submit` reads it.
+const FLOW_JSON: &str = concat!(
+    r#"{"occurredAt": "2026-11-20T02:00:00Z", "dataFlow": {"#,
+    r#""flowId": "witnessed-1", "dataCategory": "eu_user_data", "#,
+    r#""source": {"system": "crm", "dataCentre": "fra-1", "region": "DE"}, "#,
+    r#""destination": {"system": "warehouse", "dataCentre": "dub-1", "#,
+    r#""region": "IE", "organisation": "Example Analytics Ltd"}, "#,
+    r#""purpose": "analytics", "legalBasis": "consent", "recordCount": 1}}"#,
+);
+
 fn witness_key(dir: &Path, name: &str) -> CosignerVerifierKey {
     let out = dir.join(format!("{name}.key"));
     let run = run_verifier(&[
@@ -216,12 +227,57 @@ async fn two_witnesses_cosign_and_a_stopped_one_only_lowers_the_quorum() {
     let run = checkpoint_with_witnesses(&log, &[&key_a, &key_b], 2);
     assert_eq!(run.code, Some(0), "{run:?}");
 
+    // `submit --witness` proves its event against a witnessed checkpoint,
+    // and the bundle it saves carries both cosignatures.
+    let bundle = tmp.path().join("witnessed.tlog-proof");
+    let witness_flags = [
+        "--witness".to_owned(),
+        key_a.to_string(),
+        "--witness".to_owned(),
+        key_b.to_string(),
+        "--quorum".to_owned(),
+        "2".to_owned(),
+    ];
+    let mut submit = vec![
+        "submit".to_owned(),
+        "--log".to_owned(),
+        log.url(),
+        "--key".to_owned(),
+        data.join("submitter.key").display().to_string(),
+        "--vkey".to_owned(),
+        log_vkey.display().to_string(),
+        "--bundle".to_owned(),
+        bundle.display().to_string(),
+    ];
+    submit.extend(witness_flags.iter().cloned());
+    let run = run_verifier_with_input(&submit, FLOW_JSON.as_bytes());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let mut verify = vec![
+        "verify-bundle".to_owned(),
+        bundle.display().to_string(),
+        "--vkey".to_owned(),
+        log_vkey.display().to_string(),
+    ];
+    verify.extend(witness_flags.iter().cloned());
+    let run = run_verifier(&verify);
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let stranger = witness_key(tmp.path(), "stranger");
+    let run = run_verifier(&[
+        "verify-bundle".to_owned(),
+        bundle.display().to_string(),
+        "--vkey".to_owned(),
+        log_vkey.display().to_string(),
+        "--witness".to_owned(),
+        stranger.to_string(),
+    ]);
+    assert_eq!(run.code, Some(1), "an unlisted cosigner's quorum: {run:?}");
+
     // The live witness refuses what the log's own key signs but contradicts
-    // what it cosigned: an older checkpoint, and another tree of size 40.
+    // what it cosigned: an older checkpoint, and another tree of size 41.
     let (status, body) = add_checkpoint(&witness_a, 0, old_note.as_bytes());
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(parse_size(&body), Ok(40), "the witness names its size");
-    let (status, _) = add_checkpoint(&witness_a, 40, old_note.as_bytes());
+    assert_eq!(parse_size(&body), Ok(41), "the witness names its size");
+    let (status, _) = add_checkpoint(&witness_a, 41, old_note.as_bytes());
     assert_eq!(status, 400, "an old size beyond the checkpoint's");
     let log_key = SigningKey::parse(&std::fs::read_to_string(data.join("log.key")).unwrap())
         .expect("the log's signing key");
@@ -233,26 +289,26 @@ async fn two_witnesses_cosign_and_a_stopped_one_only_lowers_the_quorum() {
         }
         .sign(&log_key)
     };
-    let (status, body) = add_checkpoint(&witness_a, 40, &fork(40));
+    let (status, body) = add_checkpoint(&witness_a, 41, &fork(41));
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
-    let (status, _) = add_checkpoint(&witness_a, 40, &fork(41));
+    let (status, _) = add_checkpoint(&witness_a, 41, &fork(42));
     assert_eq!(status, 422, "a larger tree without a valid proof");
 
     witness_b.kill();
     let started = Instant::now();
-    append_mixed(&log, &submitter, 40..60).await;
+    append_mixed(&log, &submitter, 41..61).await;
     let took = started.elapsed();
     assert!(
         took < Duration::from_secs(5),
         "appends waited for the witnesses: {took:?}"
     );
-    let note = wait_for_witnessed(&log, 60, std::slice::from_ref(&key_a), 1).await;
+    let note = wait_for_witnessed(&log, 61, std::slice::from_ref(&key_a), 1).await;
     assert!(
         matches!(
             verify_witnessed(note.as_bytes(), &log.log_key(), &both, 2),
             Err(CosignatureError::QuorumNotReached { valid: 1, .. })
         ),
-        "only the live witness cosigned size 60:\n{note}"
+        "only the live witness cosigned size 61:\n{note}"
     );
     SignedCheckpoint::verify(note.as_bytes(), &log.log_key()).expect("still the log's checkpoint");
 
