@@ -211,13 +211,24 @@ pub async fn grpc(
 
 /// Reads a verifier key given inline (`name+id+key`) or as a file holding one.
 pub fn verifier_key(arg: &str) -> Result<VerifierKey, Failure> {
-    if let Ok(key) = VerifierKey::parse(arg) {
+    key_arg("--vkey", arg, "verifier key", VerifierKey::parse)
+}
+
+/// Reads a key that `flag` gives inline or as a file holding one, with
+/// `parse`; errors name the flag and the argument.
+pub fn key_arg<K>(
+    flag: &str,
+    arg: &str,
+    what: &str,
+    parse: impl Fn(&str) -> Result<K, crate::keys::KeyError>,
+) -> Result<K, Failure> {
+    if let Ok(key) = parse(arg) {
         return Ok(key);
     }
     let text = std::fs::read_to_string(arg).map_err(|e| {
         Failure::unchecked(format!(
-            "--vkey {arg}: not a verifier key, and cannot read it as a file: {e}"
+            "{flag} {arg}: not a {what}, and cannot read it as a file: {e}"
         ))
     })?;
-    VerifierKey::parse(&text).map_err(|e| Failure::unchecked(format!("--vkey {arg}: {e}")))
+    parse(&text).map_err(|e| Failure::unchecked(format!("{flag} {arg}: {e}")))
 }

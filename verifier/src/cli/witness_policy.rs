@@ -106,16 +106,12 @@ impl WitnessPolicy {
 
 /// Reads a cosigner verifier key given inline or as a file holding one.
 fn cosigner_key(arg: &str) -> Result<CosignerVerifierKey, Failure> {
-    if let Ok(key) = CosignerVerifierKey::parse(arg) {
-        return Ok(key);
-    }
-    let text = std::fs::read_to_string(arg).map_err(|e| {
-        Failure::unchecked(format!(
-            "--witness {arg}: not a cosigner verifier key, and cannot read it as a file: {e}"
-        ))
-    })?;
-    CosignerVerifierKey::parse(&text)
-        .map_err(|e| Failure::unchecked(format!("--witness {arg}: {e}")))
+    super::remote::key_arg(
+        "--witness",
+        arg,
+        "cosigner verifier key",
+        CosignerVerifierKey::parse,
+    )
 }
 
 #[cfg(test)]

@@ -101,15 +101,7 @@ fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
 
 /// Reads one `--log`: a verifier key, or else a file holding one.
 fn log_key(arg: &str) -> Result<VerifierKey, Failure> {
-    if let Ok(key) = VerifierKey::parse(arg) {
-        return Ok(key);
-    }
-    let text = std::fs::read_to_string(arg).map_err(|e| {
-        Failure::unchecked(format!(
-            "--log {arg}: not a verifier key, and cannot read it as a file: {e}"
-        ))
-    })?;
-    VerifierKey::parse(&text).map_err(|e| Failure::unchecked(format!("--log {arg}: {e}")))
+    super::remote::key_arg("--log", arg, "verifier key", VerifierKey::parse)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
