@@ -175,14 +175,32 @@ fn main() -> ExitCode {
 /// The load run, from parsed arguments to exit code.
 fn load(args: LoadArgs) -> ExitCode {
     let json = args.json;
-    let (code, message) = match run(args) {
+    finish(run(args), json)
+}
+
+/// What a completed run prints, and whether everything it checked
+/// verified.
+pub trait RunReport {
+    /// The readable summary.
+    fn human(&self) -> String;
+    /// The one JSON object of `--json`.
+    fn json(&self) -> serde_json::Value;
+    /// Whether every check of the run passed.
+    fn verified(&self) -> bool;
+}
+
+/// Prints a run's report, or why it did not complete, and gives the exit
+/// code: 0 everything verified, 1 a verification failed, 2 the run could
+/// not be made.
+pub fn finish(result: Result<impl RunReport, Failure>, json: bool) -> ExitCode {
+    let (code, message) = match result {
         Ok(report) => {
             if json {
                 println!("{}", report.json());
             } else {
                 print!("{}", report.human());
             }
-            return if report.tally.verify_failed == 0 {
+            return if report.verified() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)

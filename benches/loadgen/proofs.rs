@@ -55,27 +55,7 @@ pub struct ProofArgs {
 /// verified, 1 one did not, 2 bad arguments or the log is unreachable.
 pub fn main(args: ProofArgs) -> ExitCode {
     let json = args.json;
-    let (code, message) = match measure(args) {
-        Ok(report) => {
-            if json {
-                println!("{}", report.json());
-            } else {
-                print!("{}", report.human());
-            }
-            return if report.all_verified() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            };
-        }
-        Err(Failure::Verification(m)) => (1, format!("verification failed: {m}")),
-        Err(Failure::Unchecked(m)) => (2, m),
-    };
-    if json {
-        println!("{}", json!({"error": message, "exit": code}));
-    }
-    eprintln!("loadgen: {message}");
-    ExitCode::from(code)
+    crate::finish(measure(args), json)
 }
 
 fn measure(args: ProofArgs) -> Result<ProofReport, Failure> {
@@ -171,6 +151,20 @@ pub struct ProofReport {
     pub latency: Option<Summary>,
     /// From the first send to the last answer.
     pub wall: Duration,
+}
+
+impl crate::RunReport for ProofReport {
+    fn human(&self) -> String {
+        Self::human(self)
+    }
+
+    fn json(&self) -> Value {
+        Self::json(self)
+    }
+
+    fn verified(&self) -> bool {
+        self.all_verified()
+    }
 }
 
 impl ProofReport {

@@ -86,6 +86,20 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / f64::from(1 << 20)
 }
 
+impl crate::RunReport for Report {
+    fn human(&self) -> String {
+        Self::human(self)
+    }
+
+    fn json(&self) -> Value {
+        Self::json(self)
+    }
+
+    fn verified(&self) -> bool {
+        self.tally.verify_failed == 0
+    }
+}
+
 impl Report {
     fn failed(&self) -> u64 {
         self.setup.events as u64 - self.tally.appended - self.tally.duplicates
