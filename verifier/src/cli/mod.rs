@@ -15,6 +15,7 @@ mod inclusion;
 mod keygen;
 mod monitor;
 pub mod outcome;
+pub mod policy;
 mod remote;
 mod state;
 mod submit;
