@@ -43,6 +43,17 @@ pub fn run_nonce() -> u64 {
 pub fn sign_all(key: &SigningKey, count: usize, nonce: u64) -> Vec<SignedEvent> {
     let reviewer =
         SigningKey::generate("release-review.example").expect("a valid constant key name");
+    sign_all_reviewed_by(key, count, nonce, &reviewer)
+}
+
+/// [`sign_all`] with the releases' attestations made by `reviewer`, for a
+/// caller whose policy lists that reviewer.
+pub fn sign_all_reviewed_by(
+    key: &SigningKey,
+    count: usize,
+    nonce: u64,
+    reviewer: &SigningKey,
+) -> Vec<SignedEvent> {
     let occurred = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -53,7 +64,6 @@ pub fn sign_all(key: &SigningKey, count: usize, nonce: u64) -> Vec<SignedEvent> 
         let workers: Vec<_> = (0..count)
             .step_by(chunk)
             .map(|start| {
-                let reviewer = &reviewer;
                 scope.spawn(move || {
                     (start..(start + chunk).min(count))
                         .map(|n| sign_event(key, &event(n as u64, nonce, occurred, reviewer)))

@@ -80,6 +80,7 @@ mod tests {
                     hashes: leaves.concat(),
                 }],
                 leaf_hashes: leaves,
+                lookup_rows: Vec::new(),
                 checkpoint: b"checkpoint\n".to_vec(),
             })
             .unwrap();

@@ -18,9 +18,9 @@ use verifier::keys::KeyRing;
 use verifier::proto::{
     self, append_result, get_inclusion_proof_request::Leaf, AppendBatchRequest,
     AppendBatchResponse, AppendError, AppendRequest, AppendResponse, AppendResult,
-    GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
-    GetConsistencyProofResponse, GetEntriesRequest, GetInclusionProofRequest,
-    GetInclusionProofResponse, LeafEntry, SignedEvent,
+    FindEntriesRequest, FindEntriesResponse, GetCheckpointRequest, GetCheckpointResponse,
+    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
+    GetInclusionProofRequest, GetInclusionProofResponse, LeafEntry, SignedEvent,
 };
 
 /// The most events one `AppendBatch` may carry.
@@ -220,6 +220,21 @@ impl proto::log_server::Log for LogService {
         }))
     }
 
+    async fn find_entries(
+        &self,
+        request: Request<FindEntriesRequest>,
+    ) -> Result<Response<FindEntriesResponse>, Status> {
+        let log = Arc::clone(&self.log);
+        let request = request.into_inner();
+        // Confirming candidates and building proofs reads storage: keep it
+        // off the async workers.
+        let response =
+            tokio::task::spawn_blocking(move || crate::find_entries::find_entries(&log, request))
+                .await
+                .map_err(|e| Status::internal(format!("lookup task failed: {e}")))??;
+        Ok(Response::new(response))
+    }
+
     type GetEntriesStream = EntryStream;
 
     async fn get_entries(
@@ -338,7 +353,8 @@ fn sequence_status(error: SequenceError) -> Status {
     }
 }
 
-fn read_status(error: ReadError) -> Status {
+/// A failed read as the status that tells the caller what to do.
+pub(crate) fn read_status(error: ReadError) -> Status {
     match error {
         ReadError::OutOfRange(message) => Status::out_of_range(message),
         ReadError::NotFound(message) => Status::not_found(message),

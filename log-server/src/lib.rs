@@ -7,16 +7,18 @@
 //!
 //! Modules, in the order a submission meets them: [`grpc`] validates it,
 //! [`sequencer`] integrates it into [`storage`] (deduplicating through
-//! [`event_index`]), [`log`] proves and serves
-//! it, [`http`] serves the tiles, [`witnessing`] collects witness
-//! cosignatures on its checkpoints; [`data_dir`], [`witness_config`] and
-//! [`server`] set it all up.
+//! [`event_index`], indexing it for [`lookup`]), [`log`] proves and serves
+//! it ([`find_entries`] by what it is about), [`http`] serves the tiles,
+//! [`witnessing`] collects witness cosignatures on its checkpoints;
+//! [`data_dir`], [`witness_config`] and [`server`] set it all up.
 
 pub mod data_dir;
 pub mod event_index;
+pub mod find_entries;
 pub mod grpc;
 pub mod http;
 pub mod log;
+pub mod lookup;
 pub mod sequencer;
 pub mod server;
 pub mod storage;

@@ -8,7 +8,8 @@
 //! 1. drops duplicates (already stored, or twice in the batch);
 //! 2. assigns indexes, encodes the leaves and extends the hash tiles;
 //! 3. signs one checkpoint for the new size;
-//! 4. commits entries, tiles, indexes and checkpoint in one durable write;
+//! 4. commits entries, tiles, indexes (lookup rows included) and checkpoint
+//!    in one durable write;
 //! 5. publishes the checkpoint and answers every caller.
 //!
 //! Nothing is answered before step 4 returns, so no caller is ever told
@@ -24,6 +25,7 @@
 
 use crate::event_index::index_of_event;
 use crate::log::{Log, Published};
+use crate::lookup::rows_of;
 use crate::storage::{Batch, Storage};
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -295,6 +297,8 @@ impl Writer {
             new.entries.push(entry);
             new.event_ids.push(submission.event_id);
             new.leaf_hashes.push(leaf.0);
+            new.lookup_rows
+                .extend(rows_of(&submission.signed, first_index + position as u64));
             slots.push(Slot::New(position));
         }
         new.tiles = self.builder.take_changed();

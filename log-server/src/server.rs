@@ -3,7 +3,9 @@
 //! Start-up order: read the witness list; open and check the data
 //! directory; open storage; recompute the root from the stored tiles and
 //! compare it with the last signed checkpoint (refusing to serve on any
-//! mismatch); resume the sequencer from the stored right edge; start the
+//! mismatch); add the lookup rows of any entries stored without them (a
+//! store from before lookups existed; see [`crate::lookup`]); resume the
+//! sequencer from the stored right edge; start the
 //! witness collector, if witnesses are listed; bind; serve.
 //!
 //! Shutdown order (Ctrl-C or SIGTERM): stop accepting connections and let
@@ -161,8 +163,9 @@ fn announce(data: &DataDir, address: SocketAddr, size: u64) {
     println!("listening on {address}");
 }
 
-/// Checks storage against its last signed checkpoint and rebuilds the
-/// sequencer's right edge. Refuses, with the reason, if they disagree.
+/// Checks storage against its last signed checkpoint, rebuilds the
+/// sequencer's right edge, and adds any missing lookup rows. Refuses, with
+/// the reason, if storage and checkpoint disagree.
 pub fn recover(
     storage: Arc<dyn Storage>,
     key: &SigningKey,
@@ -216,6 +219,14 @@ pub fn recover(
         .collect::<Result<Vec<_>, _>>()?;
     let builder = TileBuilder::resume(range, edges)
         .map_err(|e| ServeError(format!("stored tiles do not match the tree: {e}")))?;
+    let indexed = crate::lookup::build_missing_rows(&*storage)
+        .map_err(|e| ServeError(format!("building the lookup index: {e}")))?;
+    if indexed > 0 {
+        tracing::info!(
+            entries = indexed,
+            "lookup index built for entries stored before it existed"
+        );
+    }
     Ok((log, builder))
 }
 

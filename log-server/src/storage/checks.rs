@@ -1,7 +1,7 @@
 //! Checks shared by every backend, so that both refuse exactly the same
 //! batches and flag exactly the same stored bytes as corrupt.
 
-use super::{Batch, StorageError};
+use super::{Batch, LookupRow, StorageError};
 
 /// Bytes in one hash.
 const HASH_LEN: usize = 32;
@@ -21,6 +21,12 @@ pub(super) fn check_shape(batch: &Batch) -> Result<(), StorageError> {
             "leaf_hashes and entries have different lengths",
         ));
     }
+    let end = new_size(batch)?;
+    if !rows_within(&batch.lookup_rows, batch.first_index, end) {
+        return Err(StorageError::MalformedBatch(
+            "a lookup row names an entry outside the batch",
+        ));
+    }
     if batch.checkpoint.is_empty() {
         return Err(StorageError::MalformedBatch("batch has no checkpoint"));
     }
@@ -29,7 +35,43 @@ pub(super) fn check_shape(batch: &Batch) -> Result<(), StorageError> {
             "tile is not 1 to 256 whole hashes",
         ));
     }
-    new_size(batch)?;
+    Ok(())
+}
+
+/// Whether every row names an entry in `start..end`.
+pub(super) fn rows_within(rows: &[LookupRow], start: u64, end: u64) -> bool {
+    rows.iter().all(|row| (start..end).contains(&row.index))
+}
+
+/// Refuses to append to a log whose stored entries do not all have their
+/// lookup rows: the new entries' rows would land past a hole nobody
+/// would ever fill.
+pub(super) fn check_lookup_marker(through: u64, size: u64) -> Result<(), StorageError> {
+    if through == size {
+        Ok(())
+    } else {
+        Err(StorageError::LookupRowsBehind { through, size })
+    }
+}
+
+/// Refuses lookup rows that do not extend the marker exactly as
+/// [`Storage::add_lookup_rows`](super::Storage::add_lookup_rows) requires.
+pub(super) fn check_added_rows(
+    rows: &[LookupRow],
+    marker: u64,
+    through: u64,
+    size: u64,
+) -> Result<(), StorageError> {
+    if through < marker || through > size {
+        return Err(StorageError::MalformedBatch(
+            "lookup rows must end between the marker and the tree size",
+        ));
+    }
+    if !rows_within(rows, marker, through) {
+        return Err(StorageError::MalformedBatch(
+            "a lookup row names an entry outside the rows being added",
+        ));
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::thread;
 
 use tempfile::TempDir;
 
-use super::{Backend, Batch, Digest, Storage, StorageError, TileWrite};
+use super::{Backend, Batch, Digest, LookupRow, Storage, StorageError, TileWrite};
 
 /// Hashes per full level-0 tile.
 const TILE_WIDTH: u64 = 256;
@@ -61,6 +61,19 @@ fn digest(tag: u8, index: u64) -> Digest {
     out
 }
 
+/// The lookup key only entry `index` has.
+fn own_key(index: u64) -> Digest {
+    digest(b'k', index)
+}
+
+/// The lookup key every entry has, as a busy submitter's would be.
+const SHARED_KEY: Digest = [b's'; 32];
+
+/// Entry `index`'s lookup rows: its own key and the shared one.
+fn lookup_rows(index: u64) -> [LookupRow; 2] {
+    [own_key(index), SHARED_KEY].map(|key| LookupRow { key, index })
+}
+
 fn checkpoint(size: u64) -> Vec<u8> {
     format!("checkpoint {size}\n").into_bytes()
 }
@@ -82,7 +95,8 @@ fn batch(first: u64, count: u64) -> Batch {
         first_index: first,
         entries: indexes.clone().map(entry).collect(),
         event_ids: indexes.clone().map(event_id).collect(),
-        leaf_hashes: indexes.map(leaf_hash).collect(),
+        leaf_hashes: indexes.clone().map(leaf_hash).collect(),
+        lookup_rows: indexes.flat_map(lookup_rows).collect(),
         tiles: touched
             .map(|index| TileWrite {
                 level: 0,
@@ -114,6 +128,7 @@ fn assert_log(store: &dyn Storage, size: u64) {
     }
     assert_eq!(store.event_candidates(&event_id(size)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(size)).unwrap(), None);
+    assert_lookups(store, size);
     let tiles = size.div_ceil(TILE_WIDTH);
     for index in 0..tiles {
         assert_eq!(
@@ -122,6 +137,20 @@ fn assert_log(store: &dyn Storage, size: u64) {
         );
     }
     assert_eq!(store.tile(0, tiles).unwrap(), None);
+}
+
+/// Asserts the store holds exactly the lookup rows `grow` writes up to
+/// `size`, and its marker says so.
+fn assert_lookups(store: &dyn Storage, size: u64) {
+    assert_eq!(store.lookup_rows_through().unwrap(), size);
+    for index in 0..size {
+        let own = store.lookup_candidates(&own_key(index), 0, 10).unwrap();
+        assert_eq!(own, [index]);
+    }
+    let shared = store.lookup_candidates(&SHARED_KEY, 0, usize::MAX).unwrap();
+    assert_eq!(shared, (0..size).collect::<Vec<_>>());
+    let none = store.lookup_candidates(&own_key(size), 0, 10).unwrap();
+    assert_eq!(none, NO_INDEXES);
 }
 
 fn new_store_is_empty(backend: Backend) {
@@ -134,6 +163,7 @@ fn new_store_is_empty(backend: Backend) {
     assert_eq!(store.entries(0, 0).unwrap(), Vec::<Vec<u8>>::new());
     assert_eq!(store.event_candidates(&event_id(0)).unwrap(), NO_INDEXES);
     assert_eq!(store.index_of_leaf(&leaf_hash(0)).unwrap(), None);
+    assert_lookups(store.as_ref(), 0);
 }
 
 fn commits_read_back(backend: Backend) {
@@ -185,8 +215,11 @@ fn survives_reopen(backend: Backend) {
 fn out_of_order_changes_nothing(backend: Backend) {
     let fixture = Fixture::new(backend);
     let store = fixture.open();
+    // Rows are left out: they would name entries outside the moved batch,
+    // which is refused as malformed before the order is even checked.
     let early = Batch {
         first_index: 1,
+        lookup_rows: Vec::new(),
         ..batch(0, 2)
     };
     let err = store.commit(&early).unwrap_err();
@@ -206,6 +239,7 @@ fn out_of_order_changes_nothing(backend: Backend) {
     for first_index in [7, 11, 0] {
         let misplaced = Batch {
             first_index,
+            lookup_rows: Vec::new(),
             ..batch(10, 3)
         };
         let err = store.commit(&misplaced).unwrap_err();
@@ -418,6 +452,102 @@ fn shared_prefixes_are_told_apart(backend: Backend) {
     assert_eq!(store.leaf_candidates(&leaf_hash(3)).unwrap(), NO_INDEXES);
 }
 
+fn lookup_candidates_page_in_index_order(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let store = fixture.open();
+    grow(&*store, 0, 600, 100);
+    let page = |from, limit| store.lookup_candidates(&SHARED_KEY, from, limit).unwrap();
+    assert_eq!(page(0, 3), [0, 1, 2]);
+    assert_eq!(page(298, 4), [298, 299, 300, 301]);
+    assert_eq!(page(598, 10), [598, 599]);
+    assert_eq!(page(600, 10), NO_INDEXES);
+    assert_eq!(page(0, 0), NO_INDEXES);
+    assert_eq!(page(0, usize::MAX).len(), 600);
+}
+
+fn lookup_rows_with_shared_prefixes_are_all_candidates(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let store = fixture.open();
+    let mut shared = batch(0, 4);
+    let twin = same_prefix(own_key(1), 0xee);
+    shared.lookup_rows.push(LookupRow {
+        key: twin,
+        index: 3,
+    });
+    store.commit(&shared).unwrap();
+    assert_eq!(store.lookup_candidates(&own_key(1), 0, 10).unwrap(), [1, 3]);
+    assert_eq!(store.lookup_candidates(&twin, 0, 10).unwrap(), [1, 3]);
+    assert_eq!(store.lookup_candidates(&twin, 2, 10).unwrap(), [3]);
+    assert_eq!(store.lookup_candidates(&own_key(2), 0, 10).unwrap(), [2]);
+}
+
+fn lookup_rows_outside_the_batch_change_nothing(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let store = fixture.open();
+    grow(&*store, 0, 10, 10);
+    for index in [9, 13] {
+        let mut stray = batch(10, 3);
+        stray.lookup_rows.push(LookupRow {
+            key: own_key(index),
+            index,
+        });
+        let err = store.commit(&stray).unwrap_err();
+        assert!(matches!(err, StorageError::MalformedBatch(_)), "{err}");
+    }
+    assert_log(&*store, 10);
+}
+
+/// A store written before lookups existed refuses to grow until its rows
+/// are added; adding them in steps moves the marker, survives a reopen,
+/// and refuses steps that would skip or repeat entries.
+fn missing_lookup_rows_are_added_before_growing(backend: Backend) {
+    let fixture = Fixture::new(backend);
+    let store = fixture.open();
+    grow(&*store, 0, 10, 5);
+    store.forget_lookup_rows().unwrap();
+    assert_eq!(store.lookup_rows_through().unwrap(), 0);
+    assert_eq!(
+        store.lookup_candidates(&SHARED_KEY, 0, 100).unwrap(),
+        NO_INDEXES
+    );
+    let err = store.commit(&batch(10, 2)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::LookupRowsBehind {
+                through: 0,
+                size: 10
+            }
+        ),
+        "{err}"
+    );
+    let only = Batch {
+        first_index: 10,
+        checkpoint: b"cosigned".to_vec(),
+        ..Batch::default()
+    };
+    store.commit(&only).unwrap();
+
+    let rows = |range: Range<u64>| range.flat_map(lookup_rows).collect::<Vec<_>>();
+    store.add_lookup_rows(&rows(0..4), 4).unwrap();
+    drop(store);
+    let store = fixture.open();
+    assert_eq!(store.lookup_rows_through().unwrap(), 4);
+    for (bad_rows, through) in [
+        (rows(2..6), 6),
+        (rows(4..8), 7),
+        (rows(4..11), 11),
+        (Vec::new(), 3),
+    ] {
+        let err = store.add_lookup_rows(&bad_rows, through).unwrap_err();
+        assert!(matches!(err, StorageError::MalformedBatch(_)), "{err}");
+    }
+    assert_eq!(store.lookup_rows_through().unwrap(), 4);
+    store.add_lookup_rows(&rows(4..10), 10).unwrap();
+    store.commit(&batch(10, 2)).unwrap();
+    assert_log(&*store, 12);
+}
+
 macro_rules! conformance_suite {
     ($module:ident, $backend:expr, [$($test:ident),+ $(,)?]) => {
         mod $module {
@@ -445,6 +575,10 @@ macro_rules! all_backends {
                 readers_see_whole_commits,
                 range_reads_cross_batches,
                 shared_prefixes_are_told_apart,
+                lookup_candidates_page_in_index_order,
+                lookup_rows_with_shared_prefixes_are_all_candidates,
+                lookup_rows_outside_the_batch_change_nothing,
+                missing_lookup_rows_are_added_before_growing,
             ]);
         )+
     };

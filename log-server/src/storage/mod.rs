@@ -2,7 +2,7 @@
 //!
 //! The sequencer is the only writer. It hands the store one [`Batch`] per
 //! integration cycle, and [`Storage::commit`] makes the whole batch durable
-//! in one atomic write: entries, hash tiles, both lookup indexes and the
+//! in one atomic write: entries, hash tiles, every index row and the
 //! signed checkpoint either all land or none do. Nothing is acknowledged to
 //! a submitter before `commit` returns, so a crash can lose only work that
 //! nobody was told about.
@@ -20,6 +20,14 @@
 //! pair, or on purpose), so lookups return candidates and the caller
 //! confirms the whole digest: [`Storage::index_of_leaf`] against the stored
 //! leaf hashes, and `crate::event_index` against the stored entry.
+//!
+//! A third index, of [`LookupRow`]s, finds entries by what they are about
+//! (an artifact digest, a flow id, a submitter; see `crate::lookup`). It
+//! has the same (prefix, index) shape, and the same rule: rows are
+//! candidates, which `crate::lookup` confirms against the decoded entry.
+//! Stores written before it existed have no such rows, so the store keeps
+//! a marker, [`Storage::lookup_rows_through`], of how many leading entries
+//! have theirs, and refuses to append past entries that have none.
 //!
 //! Backends: [`redb`](RedbStorage), the default, and [`sled`](SledStorage),
 //! kept as a second embedded option (see the README for the measurements
@@ -70,10 +78,25 @@ pub struct Batch {
     pub event_ids: Vec<Digest>,
     /// For each entry, its RFC 9162 leaf hash, in the same order as `entries`.
     pub leaf_hashes: Vec<Digest>,
+    /// The lookup rows of the new entries: any number per entry, each
+    /// naming an index in this batch.
+    pub lookup_rows: Vec<LookupRow>,
     /// Every hash tile the batch created or extended, each written whole.
     pub tiles: Vec<TileWrite>,
     /// The signed checkpoint note for the new tree size.
     pub checkpoint: Vec<u8>,
+}
+
+/// One row of the lookup index: entry `index` may be found under `key`,
+/// the domain-separated digest `crate::lookup` derives from what the entry
+/// is about. Like the other indexes, only [`PREFIX_LEN`] bytes of `key`
+/// are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupRow {
+    /// The lookup key's digest.
+    pub key: Digest,
+    /// The entry's index.
+    pub index: u64,
 }
 
 /// The full current contents of one hash tile, as the sequencer's tile
@@ -100,6 +123,19 @@ pub enum StorageError {
     /// A batch's parallel vectors have different lengths.
     #[error("malformed batch: {0}")]
     MalformedBatch(&'static str),
+    /// The store has entries without lookup rows (it was written by a
+    /// version without the lookup index), so appending now would leave a
+    /// hole in the index; the rows must be built first.
+    #[error(
+        "lookup rows cover only the first {through} of {size} entries; \
+         build the rest before appending"
+    )]
+    LookupRowsBehind {
+        /// Entries below this index have their lookup rows.
+        through: u64,
+        /// The stored tree size.
+        size: u64,
+    },
     /// Stored bytes do not have the shape this version writes.
     #[error("corrupt storage: {0}")]
     Corrupt(String),
@@ -114,8 +150,11 @@ pub trait Storage: Send + Sync + 'static {
     /// batch survives a crash or power loss; when it returns `Err`, none of
     /// it is visible.
     ///
-    /// Requires `batch.first_index == self.size()?` and equal lengths for
-    /// `entries`, `event_ids` and `leaf_hashes`.
+    /// Requires `batch.first_index == self.size()?`, equal lengths for
+    /// `entries`, `event_ids` and `leaf_hashes`, lookup rows only for the
+    /// batch's own entries, and every stored entry's lookup rows already
+    /// stored ([`StorageError::LookupRowsBehind`] otherwise); moves the
+    /// lookup marker to the new size.
     fn commit(&self, batch: &Batch) -> Result<(), StorageError>;
 
     /// The number of stored entries (0 for a new store).
@@ -140,6 +179,36 @@ pub trait Storage: Send + Sync + 'static {
     /// as `leaf_hash`, in index order: every match, and possibly entries
     /// that only share the prefix.
     fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError>;
+
+    /// The indexes of stored entries that have a lookup row whose key has
+    /// the same prefix as `key`, from `from` on, in index order, at most
+    /// `limit` of them: every match, and possibly entries that only share
+    /// the prefix.
+    fn lookup_candidates(
+        &self,
+        key: &Digest,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError>;
+
+    /// How many leading entries have their lookup rows stored: the tree
+    /// size, except in a store written before lookups existed and not yet
+    /// brought up to date with [`add_lookup_rows`](Self::add_lookup_rows).
+    fn lookup_rows_through(&self) -> Result<u64, StorageError>;
+
+    /// Atomically and durably stores `rows` for entries already in the log
+    /// and moves the lookup marker to `through`, so a rebuild interrupted
+    /// by a crash resumes where its last call left off.
+    ///
+    /// Requires `self.lookup_rows_through()? <= through <= self.size()?`
+    /// and every row's index in `self.lookup_rows_through()?..through`.
+    fn add_lookup_rows(&self, rows: &[LookupRow], through: u64) -> Result<(), StorageError>;
+
+    /// Deletes every lookup row and the marker, leaving the store as a
+    /// version from before lookups would have written it; for the tests
+    /// of the upgrade path.
+    #[cfg(test)]
+    fn forget_lookup_rows(&self) -> Result<(), StorageError>;
 
     /// The index of the entry with this leaf hash, if it was logged: the
     /// first candidate whose stored leaf hash (in its level-0 tile) is

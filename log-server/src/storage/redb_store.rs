@@ -13,7 +13,7 @@ use redb::{
 };
 
 use super::checks;
-use super::{digest_prefix, Batch, Digest, Storage, StorageError, TileWrite};
+use super::{digest_prefix, Batch, Digest, LookupRow, Storage, StorageError, TileWrite};
 
 /// Entry bytes by index.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
@@ -23,6 +23,8 @@ const TILES: TableDefinition<(u8, u64), &[u8]> = TableDefinition::new("tiles");
 const EVENTS: TableDefinition<(u64, u64), ()> = TableDefinition::new("event_prefixes");
 /// (leaf hash prefix, entry index), see [`super::PREFIX_LEN`].
 const LEAVES: TableDefinition<(u64, u64), ()> = TableDefinition::new("leaf_prefixes");
+/// (lookup key prefix, entry index), see [`super::LookupRow`].
+const LOOKUPS: TableDefinition<(u64, u64), ()> = TableDefinition::new("lookup_prefixes");
 /// Tree size and checkpoint, by name.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
@@ -30,6 +32,9 @@ const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const SIZE: &str = "size";
 /// `META` key of the latest signed checkpoint note.
 const CHECKPOINT: &str = "checkpoint";
+/// `META` key of how many leading entries have lookup rows, a big-endian
+/// `u64`; absent (0) in a store written before lookups existed.
+const LOOKUPS_THROUGH: &str = "lookup_rows_through";
 
 /// The log stored in a single redb file, the default backend because its
 /// snapshot reads never block the sequencer and each commit is one fsync'd
@@ -52,6 +57,7 @@ impl RedbStorage {
         create_table(&txn, TILES)?;
         create_table(&txn, EVENTS)?;
         create_table(&txn, LEAVES)?;
+        create_table(&txn, LOOKUPS)?;
         create_table(&txn, META)?;
         txn.commit().map_err(backend("commit table setup"))?;
         Ok(Self { db })
@@ -142,6 +148,84 @@ impl Storage for RedbStorage {
     fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError> {
         self.candidates(LEAVES, leaf_hash)
     }
+
+    fn lookup_candidates(
+        &self,
+        key: &Digest,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        let prefix = digest_prefix(key);
+        let txn = self.db.begin_read().map_err(backend("begin read"))?;
+        let table = txn.open_table(LOOKUPS).map_err(backend("open lookups"))?;
+        let rows = table
+            .range((prefix, from)..=(prefix, u64::MAX))
+            .map_err(backend("read lookups"))?;
+        rows.take(limit)
+            .map(|row| {
+                let (key, _) = row.map_err(backend("read lookup row"))?;
+                Ok(key.value().1)
+            })
+            .collect()
+    }
+
+    fn lookup_rows_through(&self) -> Result<u64, StorageError> {
+        Ok(self
+            .get(META, LOOKUPS_THROUGH, |bytes| {
+                checks::decode_u64(bytes, "lookup marker")
+            })?
+            .unwrap_or(0))
+    }
+
+    fn add_lookup_rows(&self, rows: &[LookupRow], through: u64) -> Result<(), StorageError> {
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(backend("begin lookup rows"))?;
+        txn.set_durability(Durability::Immediate)
+            .map_err(backend("set commit durability"))?;
+        {
+            let mut meta = txn.open_table(META).map_err(backend("open meta"))?;
+            let size = read_u64(&meta, SIZE, "tree size")?;
+            let marker = read_u64(&meta, LOOKUPS_THROUGH, "lookup marker")?;
+            checks::check_added_rows(rows, marker, through, size)?;
+            write_lookup_rows(&txn, rows)?;
+            meta.insert(LOOKUPS_THROUGH, through.to_be_bytes().as_slice())
+                .map_err(backend("write lookup marker"))?;
+        }
+        txn.commit().map_err(backend("commit lookup rows"))
+    }
+
+    #[cfg(test)]
+    fn forget_lookup_rows(&self) -> Result<(), StorageError> {
+        let txn = self.db.begin_write().map_err(backend("begin forget"))?;
+        txn.delete_table(LOOKUPS)
+            .map_err(backend("delete lookups"))?;
+        create_table(&txn, LOOKUPS)?;
+        txn.open_table(META)
+            .map_err(backend("open meta"))?
+            .remove(LOOKUPS_THROUGH)
+            .map_err(backend("remove lookup marker"))?;
+        txn.commit().map_err(backend("commit forget"))
+    }
+}
+
+/// A big-endian `u64` from `META`, 0 when absent.
+fn read_u64(meta: &redb::Table<&str, &[u8]>, key: &str, what: &str) -> Result<u64, StorageError> {
+    match meta.get(key).map_err(backend("read meta"))? {
+        Some(bytes) => checks::decode_u64(bytes.value(), what),
+        None => Ok(0),
+    }
+}
+
+fn write_lookup_rows(txn: &WriteTransaction, rows: &[LookupRow]) -> Result<(), StorageError> {
+    let mut table = txn.open_table(LOOKUPS).map_err(backend("open lookups"))?;
+    for row in rows {
+        table
+            .insert((digest_prefix(&row.key), row.index), ())
+            .map_err(backend("write lookup row"))?;
+    }
+    Ok(())
 }
 
 /// Writes `batch` into `txn` after checking it extends the stored log.
@@ -149,17 +233,21 @@ impl Storage for RedbStorage {
 /// exclusively, so no other commit can change the size in between.
 fn apply(txn: &WriteTransaction, batch: &Batch) -> Result<(), StorageError> {
     let mut meta = txn.open_table(META).map_err(backend("open meta"))?;
-    let stored = match meta.get(SIZE).map_err(backend("read tree size"))? {
-        Some(bytes) => checks::decode_u64(bytes.value(), "tree size")?,
-        None => 0,
-    };
+    let stored = read_u64(&meta, SIZE, "tree size")?;
     checks::check_order(batch, stored)?;
+    let size = checks::new_size(batch)?;
+    if size > stored {
+        let through = read_u64(&meta, LOOKUPS_THROUGH, "lookup marker")?;
+        checks::check_lookup_marker(through, stored)?;
+        meta.insert(LOOKUPS_THROUGH, size.to_be_bytes().as_slice())
+            .map_err(backend("write lookup marker"))?;
+    }
     write_entries(txn, batch)?;
     write_tiles(txn, &batch.tiles)?;
     write_index(txn, EVENTS, batch.first_index, &batch.event_ids)?;
     write_index(txn, LEAVES, batch.first_index, &batch.leaf_hashes)?;
-    let size = checks::new_size(batch)?.to_be_bytes();
-    meta.insert(SIZE, size.as_slice())
+    write_lookup_rows(txn, &batch.lookup_rows)?;
+    meta.insert(SIZE, size.to_be_bytes().as_slice())
         .map_err(backend("write tree size"))?;
     meta.insert(CHECKPOINT, batch.checkpoint.as_slice())
         .map_err(backend("write checkpoint"))?;

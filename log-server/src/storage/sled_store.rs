@@ -15,12 +15,15 @@ use sled::transaction::{
 use sled::{Db, IVec, Transactional, Tree};
 
 use super::checks;
-use super::{digest_prefix, Batch, Digest, Storage, StorageError};
+use super::{digest_prefix, Batch, Digest, LookupRow, Storage, StorageError};
 
 /// `meta` key of the tree size, a big-endian `u64`.
 const SIZE: &[u8] = b"size";
 /// `meta` key of the latest signed checkpoint note.
 const CHECKPOINT: &[u8] = b"checkpoint";
+/// `meta` key of how many leading entries have lookup rows, a big-endian
+/// `u64`; absent (0) in a store written before lookups existed.
+const LOOKUPS_THROUGH: &[u8] = b"lookup_rows_through";
 
 /// The log stored in a sled directory, kept as a second embedded backend
 /// so the storage choice stays a measured one rather than a default.
@@ -30,6 +33,7 @@ pub struct SledStorage {
     tiles: Tree,
     events: Tree,
     leaves: Tree,
+    lookups: Tree,
     meta: Tree,
 }
 
@@ -48,6 +52,7 @@ impl SledStorage {
             tiles: tree("tiles")?,
             events: tree("event_prefixes")?,
             leaves: tree("leaf_prefixes")?,
+            lookups: tree("lookup_prefixes")?,
             meta: tree("meta")?,
             db,
         })
@@ -62,12 +67,19 @@ impl Storage for SledStorage {
             &self.tiles,
             &self.events,
             &self.leaves,
+            &self.lookups,
             &self.meta,
         );
         trees
-            .transaction(|(entries, tiles, events, leaves, meta)| {
-                let stored = stored_size(meta)?;
+            .transaction(|(entries, tiles, events, leaves, lookups, meta)| {
+                let stored = stored_u64(meta, SIZE, "tree size")?;
                 checks::check_order(batch, stored).or_else(abort)?;
+                let size = checks::new_size(batch).or_else(abort)?;
+                if size > stored {
+                    let through = stored_u64(meta, LOOKUPS_THROUGH, "lookup marker")?;
+                    checks::check_lookup_marker(through, stored).or_else(abort)?;
+                    meta.insert(LOOKUPS_THROUGH, &size.to_be_bytes()[..])?;
+                }
                 let first = batch.first_index;
                 for (index, entry) in (first..).zip(&batch.entries) {
                     entries.insert(&index.to_be_bytes()[..], entry.as_slice())?;
@@ -77,7 +89,7 @@ impl Storage for SledStorage {
                 }
                 write_index(events, first, &batch.event_ids)?;
                 write_index(leaves, first, &batch.leaf_hashes)?;
-                let size = checks::new_size(batch).or_else(abort)?;
+                write_lookup_rows(lookups, &batch.lookup_rows)?;
                 meta.insert(SIZE, &size.to_be_bytes()[..])?;
                 meta.insert(CHECKPOINT, batch.checkpoint.as_slice())?;
                 Ok(())
@@ -128,15 +140,80 @@ impl Storage for SledStorage {
     fn leaf_candidates(&self, leaf_hash: &Digest) -> Result<Vec<u64>, StorageError> {
         candidates(&self.leaves, leaf_hash)
     }
+
+    fn lookup_candidates(
+        &self,
+        key: &Digest,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StorageError> {
+        let start = index_key(key, from);
+        let end = index_key(key, u64::MAX);
+        self.lookups
+            .range(start..=end)
+            .take(limit)
+            .map(|row| {
+                let (key, _) = row.map_err(backend("read lookups"))?;
+                checks::decode_u64(key.get(8..).unwrap_or_default(), "lookup key")
+            })
+            .collect()
+    }
+
+    fn lookup_rows_through(&self) -> Result<u64, StorageError> {
+        let marker = self
+            .meta
+            .get(LOOKUPS_THROUGH)
+            .map_err(backend("read lookup marker"))?;
+        marker.map_or(Ok(0), |bytes| checks::decode_u64(&bytes, "lookup marker"))
+    }
+
+    fn add_lookup_rows(&self, rows: &[LookupRow], through: u64) -> Result<(), StorageError> {
+        (&self.lookups, &self.meta)
+            .transaction(|(lookups, meta)| {
+                let size = stored_u64(meta, SIZE, "tree size")?;
+                let marker = stored_u64(meta, LOOKUPS_THROUGH, "lookup marker")?;
+                checks::check_added_rows(rows, marker, through, size).or_else(abort)?;
+                write_lookup_rows(lookups, rows)?;
+                meta.insert(LOOKUPS_THROUGH, &through.to_be_bytes()[..])?;
+                Ok(())
+            })
+            .map_err(transaction_error)?;
+        self.db.flush().map_err(backend("flush lookup rows"))?;
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn forget_lookup_rows(&self) -> Result<(), StorageError> {
+        self.lookups.clear().map_err(backend("clear lookups"))?;
+        self.meta
+            .remove(LOOKUPS_THROUGH)
+            .map_err(backend("remove lookup marker"))?;
+        Ok(())
+    }
 }
 
-/// The stored size as seen by the running transaction, so the order check
-/// and the writes it guards are serialised with every other commit.
-fn stored_size(meta: &TransactionalTree) -> ConflictableTransactionResult<u64, StorageError> {
-    match meta.get(SIZE)? {
-        Some(bytes) => checks::decode_u64(&bytes, "tree size").or_else(abort),
+/// A big-endian `u64` from `meta` (0 when absent) as seen by the running
+/// transaction, so the checks it feeds and the writes they guard are
+/// serialised with every other commit.
+fn stored_u64(
+    meta: &TransactionalTree,
+    key: &[u8],
+    what: &str,
+) -> ConflictableTransactionResult<u64, StorageError> {
+    match meta.get(key)? {
+        Some(bytes) => checks::decode_u64(&bytes, what).or_else(abort),
         None => Ok(0),
     }
+}
+
+fn write_lookup_rows(
+    tree: &TransactionalTree,
+    rows: &[LookupRow],
+) -> ConflictableTransactionResult<(), StorageError> {
+    for row in rows {
+        tree.insert(&index_key(&row.key, row.index)[..], &[][..])?;
+    }
+    Ok(())
 }
 
 fn write_index(

@@ -7,6 +7,7 @@
 //! progress, keeps the audit state in the log's trusted-state directory
 //! and turns findings into evidence.
 
+use super::entry_bundles::for_each_bundle;
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{grpc, Log, LogArgs};
 use super::state::{write_atomically, Acceptance, TrustedState};
@@ -14,7 +15,7 @@ use crate::audit::{AuditFinding, AuditState, Auditor};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::KeyRing;
 use crate::proto::GetEntriesRequest;
-use crate::tiles::{decode_entry_bundle, TileId, TILE_WIDTH};
+use crate::tiles::TILE_WIDTH;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::json;
 use std::io::{IsTerminal as _, Write as _};
@@ -52,8 +53,6 @@ enum Source {
 
 /// The audit state's file in the log's trusted-state directory.
 const STATE_FILE: &str = "audit";
-/// Entry bundles fetched ahead of the one being checked.
-const PREFETCH: usize = 4;
 
 /// Runs `verifier audit`: accept the checkpoint into the trusted state,
 /// audit the entries not yet audited, compare roots, save the new state.
@@ -126,51 +125,14 @@ fn from_tiles(
     progress: &mut Progress,
 ) -> Result<(), Failure> {
     let size = signed.checkpoint.size;
-    let first = auditor.size();
-    let bundles = (first / TILE_WIDTH..size.div_ceil(TILE_WIDTH)).map(|index| {
-        TileId::entry_bundle_in_tree(index, size)
-            .expect("every bundle index below the size is in the tree")
-    });
-    std::thread::scope(|scope| {
-        let (send, fetched) = std::sync::mpsc::sync_channel(PREFETCH);
-        scope.spawn(move || {
-            for tile in bundles {
-                let bytes = log.tile(tile, size);
-                let failed = bytes.is_err();
-                // The receiver hangs up when it stops at a finding.
-                if send.send((tile, bytes)).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for (tile, bytes) in fetched {
-            let bytes = bytes.map_err(|f| with_checkpoint(f, signed))?;
-            let entries = decode_entry_bundle(&bytes).map_err(|e| {
-                evidence_for(
-                    format!("{} is not an entry bundle: {e}", tile.path()),
-                    signed,
-                )
-            })?;
-            if entries.len() != usize::from(tile.width) {
-                return Err(evidence_for(
-                    format!(
-                        "{} holds {} entries, not {}",
-                        tile.path(),
-                        entries.len(),
-                        tile.width
-                    ),
-                    signed,
-                ));
-            }
-            let start = tile.index * TILE_WIDTH;
-            let new = &entries[(auditor.size() - start) as usize..];
-            auditor.push_all(new).map_err(|finding| {
-                entry_evidence(finding, signed, &tile.path(), start, &entries)
-            })?;
-            progress.update(auditor.size());
-        }
+    for_each_bundle(log, auditor.size(), size, |tile, first, entries| {
+        auditor
+            .push_all(entries)
+            .map_err(|finding| entry_evidence(finding, signed, &tile.path(), first, entries))?;
+        progress.update(auditor.size());
         Ok(())
     })
+    .map_err(|f| f.with_checkpoint(signed.note_text()))
 }
 
 /// Feeds the entries from the audited size to `signed`'s size from the
@@ -211,7 +173,7 @@ fn from_grpc(
                     "GetEntries sent entry {} where entry {due} was due",
                     entry.index
                 );
-                return Err(evidence_for(summary, signed));
+                return Err(Failure::security(summary).with_checkpoint(signed.note_text()));
             }
             due += 1;
             batch.push(entry.data);
@@ -253,23 +215,6 @@ fn evidence(
     }
     evidence.extend(extra);
     Failure::security_with(finding.to_string(), evidence)
-}
-
-fn evidence_for(summary: String, signed: &SignedCheckpoint) -> Failure {
-    with_checkpoint(Failure::security(summary), signed)
-}
-
-/// Adds the checkpoint to a security finding's evidence.
-fn with_checkpoint(failure: Failure, signed: &SignedCheckpoint) -> Failure {
-    match failure {
-        Failure::Security(mut finding) => {
-            finding
-                .evidence
-                .insert(0, ("checkpoint".to_owned(), signed.note_text().to_owned()));
-            Failure::Security(finding)
-        }
-        unchecked => unchecked,
-    }
 }
 
 fn summary(

@@ -8,14 +8,17 @@
 mod audit;
 mod bundle;
 mod check_evidence;
+mod check_release;
 mod checkpoint;
 mod consistency;
+mod entry_bundles;
 mod event_json;
 mod inclusion;
 mod keygen;
 mod monitor;
 pub mod outcome;
 pub mod policy;
+pub mod policy_audit;
 mod remote;
 mod state;
 mod submit;
@@ -62,6 +65,12 @@ enum Command {
     Monitor(monitor::Args),
     /// Check a split-view evidence file offline.
     CheckEvidence(check_evidence::Args),
+    /// Check every entry since the last run against a policy file, and
+    /// report each incident with its proof.
+    Policy(policy_audit::Args),
+    /// Check, before installing, that a release was logged, reviewed and
+    /// published as the policy requires.
+    CheckRelease(check_release::Args),
     /// Serve C2SP tlog-witness: cosign checkpoints consistent with all
     /// earlier ones.
     Witness(witness::Args),
@@ -91,6 +100,8 @@ pub fn main() -> ExitCode {
         Command::VerifyBundle(args) => bundle::run(args),
         Command::Monitor(args) => monitor::run(args),
         Command::CheckEvidence(args) => check_evidence::run(args),
+        Command::Policy(args) => policy_audit::run(args),
+        Command::CheckRelease(args) => check_release::run(args),
         Command::Witness(args) => witness::run(args),
     };
     finish(outcome, cli.json)

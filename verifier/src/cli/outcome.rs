@@ -50,6 +50,27 @@ impl Failure {
         })
     }
 
+    /// Puts the checkpoint a finding was made against first in its
+    /// evidence, unless it is there already; a failure to check is left
+    /// as it is.
+    pub fn with_checkpoint(self, note_text: &str) -> Self {
+        match self {
+            Self::Security(mut finding) => {
+                if !finding
+                    .evidence
+                    .iter()
+                    .any(|(name, _)| name == "checkpoint")
+                {
+                    finding
+                        .evidence
+                        .insert(0, ("checkpoint".into(), note_text.to_owned()));
+                }
+                Self::Security(finding)
+            }
+            unchecked => unchecked,
+        }
+    }
+
     /// A finding with evidence.
     pub fn security_with(summary: impl Into<String>, evidence: Vec<(String, String)>) -> Self {
         Self::Security(Finding {

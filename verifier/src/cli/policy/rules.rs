@@ -231,6 +231,28 @@ pub struct ReleaseHistory {
 }
 
 impl ReleaseHistory {
+    /// Each digest with the version and log index it was first released
+    /// under, sorted by digest: what a resumable check saves between runs.
+    pub fn first_releases(&self) -> Vec<(&[u8], &str, u64)> {
+        let mut all: Vec<_> = self
+            .first
+            .iter()
+            .map(|(digest, (version, index))| (digest.as_slice(), version.as_str(), *index))
+            .collect();
+        all.sort_unstable();
+        all
+    }
+
+    /// Rebuilds a history from what [`first_releases`](Self::first_releases)
+    /// gave. A digest given twice keeps its first version.
+    pub fn from_first_releases(first: impl IntoIterator<Item = (Vec<u8>, String, u64)>) -> Self {
+        let mut history = Self::default();
+        for (digest, version, index) in first {
+            history.first.entry(digest).or_insert((version, index));
+        }
+        history
+    }
+
     /// Records the release at log index `index` and reports it if its
     /// digest was first released under another version. Releasing the
     /// same digest and version again (say, on another channel) is fine.
