@@ -25,12 +25,14 @@ fn walkthrough_commands() -> Vec<String> {
 }
 
 fn copy_examples(to: &Path) {
-    let from = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events"));
-    let to = to.join("examples/events");
-    std::fs::create_dir_all(&to).unwrap();
-    for file in std::fs::read_dir(from).unwrap() {
-        let file = file.unwrap();
-        std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+    for dir in ["events", "artifacts"] {
+        let from = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples")).join(dir);
+        let to = to.join("examples").join(dir);
+        std::fs::create_dir_all(&to).unwrap();
+        for file in std::fs::read_dir(from).unwrap() {
+            let file = file.unwrap();
+            std::fs::copy(file.path(), to.join(file.file_name())).unwrap();
+        }
     }
 }
 
@@ -107,4 +109,82 @@ fn the_readme_walkthrough_runs_as_written() {
     }
     assert!(work.path().join("release.tlog-proof").exists());
     assert!(work.path().join("state").is_dir());
+
+    // The policy section continues on the same log and files, as a shell
+    // script: its blocks run in order, with `verifier` on the PATH.
+    let server = LogServer::start(&data, &[]);
+    let script = policy_script().replace(README_URL, &server.url());
+    let bin_dir = binary("verifier").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .env("PATH", path)
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{script}\nstdout: {stdout}\nstderr: {stderr}"
+    );
+    let report: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.path().join("policy-report/report.json")).unwrap(),
+    )
+    .unwrap();
+    let mut found: Vec<(u64, String)> = report["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["index"].as_u64().unwrap(),
+                i["rule"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (1, "release.quorum".to_owned()),
+            (2, "data_residency.eu_user_data".to_owned())
+        ],
+        "the unreviewed release and the advertising flow, and nothing else"
+    );
+    assert!(work.path().join("policy-report/report.html").exists());
+    assert!(
+        stdout.contains("4.3.1 on channel stable") && stdout.contains("approved"),
+        "check-release approves the reviewed build\nstdout: {stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "2e7a6c7c32fa5dc070e6cda82352724301f48c0b2bf95948db2e94d2f5a81ee9 is not approved"
+        ) && stderr.contains("release.quorum: 0 of the 2"),
+        "check-release refuses the unreviewed one, saying why\nstderr: {stderr}"
+    );
+}
+
+/// The `sh` blocks of the README's policy section, in order.
+fn policy_script() -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("<!-- policy-walkthrough:start -->")
+        .expect("start marker");
+    let end = readme
+        .find("<!-- policy-walkthrough:end -->")
+        .expect("end marker");
+    readme[start..end]
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .collect()
 }

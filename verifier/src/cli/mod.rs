@@ -5,6 +5,7 @@
 //! but `submit` and lookups by hash also works against a static mirror.
 //! See [`outcome`] for exit codes.
 
+mod attest;
 mod audit;
 mod bundle;
 mod check_evidence;
@@ -56,6 +57,8 @@ enum Command {
     Inclusion(inclusion::Args),
     /// Verify that one checkpoint extends another.
     Consistency(consistency::Args),
+    /// Sign off a release event as a reviewer, before it is submitted.
+    Attest(attest::Args),
     /// Replay every entry, recompute the root, and resume next time.
     Audit(audit::Args),
     /// Check an offline proof bundle, with no network.
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Checkpoint(args) => checkpoint::run(args),
         Command::Inclusion(args) => inclusion::run(args),
         Command::Consistency(args) => consistency::run(args),
+        Command::Attest(args) => attest::run(args),
         Command::Audit(args) => audit::run(args),
         Command::VerifyBundle(args) => bundle::run(args),
         Command::Monitor(args) => monitor::run(args),

@@ -132,7 +132,8 @@ pub fn run(args: Args) -> Outcome {
     Ok(report(&logged, args.bundle.as_deref()))
 }
 
-fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
+/// Reads a signer key file written by `verifier keygen`; errors name `--key`.
+pub(super) fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::unchecked(format!("--key {}: {e}", path.display())))?;
     SigningKey::parse(&text)

@@ -71,10 +71,8 @@ pub fn run(args: Args) -> Outcome {
     }
 
     let mut checker = Checker::new(&policy, state);
-    for_each_bundle(&log, from, size, |_, _, entries| {
-        entries.iter().try_for_each(|entry| checker.push(entry))
-    })
-    .map_err(|f| f.with_checkpoint(signed.note_text()))?;
+    for_each_bundle(&log, from, size, |_, _, entries| checker.push_all(entries))
+        .map_err(|f| f.with_checkpoint(signed.note_text()))?;
     let computed = checker.state.range.root();
     if computed != signed.checkpoint.root {
         return Err(Failure::security(format!(

@@ -1,9 +1,9 @@
 //! What a run found: the incidents and releases of this run, and the
 //! counts kept over every run.
 
-use super::state::hex;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 /// Counts over every entry checked so far, in this run and earlier ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,22 +44,34 @@ impl Totals {
 
     /// Counts one incident.
     pub fn count_incident(&mut self, rule: &str) {
-        *self.incidents_by_rule.entry(rule.to_owned()).or_default() += 1;
+        count(&mut self.incidents_by_rule, rule);
     }
 
     /// Counts one flow.
     pub fn count_flow(&mut self, category: &str, region: &str) {
-        *self
-            .flows
-            .entry(category.to_owned())
-            .or_default()
-            .entry(region.to_owned())
-            .or_default() += 1;
+        match self.flows.get_mut(category) {
+            Some(regions) => count(regions, region),
+            None => {
+                let regions = BTreeMap::from([(region.to_owned(), 1)]);
+                self.flows.insert(category.to_owned(), regions);
+            }
+        }
     }
 
     /// All incidents so far.
     pub fn incidents(&self) -> u64 {
         self.incidents_by_rule.values().sum()
+    }
+}
+
+/// Adds one to `key`'s count. The key is copied only the first time: the
+/// policy check counts every entry, and the keys are nearly always there.
+fn count(counts: &mut BTreeMap<String, u64>, key: &str) {
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
     }
 }
 
@@ -101,5 +113,39 @@ pub struct ReleaseStatus {
 
 /// `sha256:<hex>`, as reports and the policy's reasons name digests.
 pub fn digest_name(digest: &[u8]) -> String {
-    format!("sha256:{}", hex(digest))
+    let mut name = String::with_capacity("sha256:".len() + 2 * digest.len());
+    name.push_str("sha256:");
+    for byte in digest {
+        let _ = write!(name, "{byte:02x}");
+    }
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::policy_audit::state::hex;
+
+    #[test]
+    fn a_digest_is_named_by_its_lowercase_hex() {
+        let digest: Vec<u8> = (0..32).map(|n| n * 8 + 7).collect();
+        assert_eq!(digest_name(&digest), format!("sha256:{}", hex(&digest)));
+        assert_eq!(digest_name(&[0x0a, 0xf0]), "sha256:0af0");
+    }
+
+    #[test]
+    fn counts_start_at_one_and_add_up() {
+        let mut totals = Totals::default();
+        totals.count_flow("eu_user_data", "IE");
+        totals.count_flow("eu_user_data", "IE");
+        totals.count_flow("eu_user_data", "US");
+        totals.count_flow("telemetry", "IE");
+        totals.count_incident("release.quorum");
+        totals.count_incident("release.quorum");
+        assert_eq!(totals.flows["eu_user_data"]["IE"], 2);
+        assert_eq!(totals.flows["eu_user_data"]["US"], 1);
+        assert_eq!(totals.flows["telemetry"]["IE"], 1);
+        assert_eq!(totals.incidents_by_rule["release.quorum"], 2);
+        assert_eq!(totals.incidents(), 2);
+    }
 }
