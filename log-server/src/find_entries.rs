@@ -5,7 +5,7 @@
 //! request to the response, is a plain function over a [`Log`].
 
 use tonic::Status;
-use verifier::keys::is_valid_key_name;
+use verifier::keys::is_key_id;
 use verifier::proto::{
     find_entries_request::Key, FindEntriesRequest, FindEntriesResponse, FoundEntry,
 };
@@ -95,16 +95,6 @@ fn lookup_key(key: Option<Key>) -> Result<LookupKey, Status> {
             "submitter_key_id: {key_id:?} is not <name>+<8 hex digits>"
         ))),
     }
-}
-
-/// Whether `key_id` has the shape the log admits submitter key ids in:
-/// a key name, `+`, and the key hash as 8 lower-case hex digits.
-fn is_key_id(key_id: &str) -> bool {
-    key_id.split_once('+').is_some_and(|(name, id)| {
-        is_valid_key_name(name)
-            && id.len() == 8
-            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 #[cfg(test)]

@@ -290,12 +290,7 @@ fn digest(field: &str, value: &[u8]) -> Result<(), FieldError> {
 
 /// Checks the shape of a key id string, `<name>+<8 lower-case hex digits>`.
 fn check_key_id(field: &str, key_id: &str) -> Result<(), FieldError> {
-    let valid = key_id.split_once('+').is_some_and(|(name, id)| {
-        crate::keys::is_valid_key_name(name)
-            && id.len() == 8
-            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    });
-    if valid {
+    if crate::keys::is_key_id(key_id) {
         Ok(())
     } else {
         Err(field_error(

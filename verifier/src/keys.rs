@@ -52,6 +52,16 @@ pub fn is_valid_key_name(name: &str) -> bool {
     signed_note::is_key_name_valid(name)
 }
 
+/// Whether `text` is a key id string, `<name>+<8 lower-case hex digits>`:
+/// how events, policies and lookups name a key without its public half.
+pub fn is_key_id(text: &str) -> bool {
+    text.split_once('+').is_some_and(|(name, id)| {
+        is_valid_key_name(name)
+            && id.len() == 8
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// The 4-byte key id of an Ed25519 key, as a big-endian integer:
 /// `SHA-256(name || 0x0A || 0x01 || public key)[:4]`.
 pub fn key_id(name: &str, public_key: &ed25519_dalek::VerifyingKey) -> u32 {

@@ -8,7 +8,7 @@
 
 use super::{Destinations, EventKind, Exception, Policy, PolicyError, ReleaseRules, ResidencyRule};
 use crate::event::MAX_TEXT_LEN;
-use crate::keys::{is_valid_key_name, KeyRing, VerifierKey};
+use crate::keys::{is_key_id, KeyRing, VerifierKey};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
@@ -322,15 +322,6 @@ impl Validator<'_> {
         };
         Err(self.error(value.span(), reason))
     }
-}
-
-/// `<name>+<8 lower-case hex digits>`, as events name their signer.
-fn is_key_id(text: &str) -> bool {
-    text.split_once('+').is_some_and(|(name, id)| {
-        is_valid_key_name(name)
-            && id.len() == 8
-            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 #[cfg(test)]
