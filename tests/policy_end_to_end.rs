@@ -7,10 +7,10 @@
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use tlog_e2e::{data_flow, run_verifier, LogServer, Run};
-use verifier::event::{review_signing_message, sign_event};
+use tlog_e2e::{data_flow, release_event, run_verifier, LogServer, Run};
+use verifier::event::sign_event;
 use verifier::keys::SigningKey;
-use verifier::proto::{event::Kind, AppendRequest, CodeRelease, Event, ReviewerAttestation};
+use verifier::proto::{event::Kind, AppendRequest, Event};
 
 fn example(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -180,28 +180,8 @@ fn release(
     reviewers: &[&SigningKey],
     attested: [u8; 32],
 ) -> Event {
-    Event {
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600,
-            nanos: 0,
-        }),
-        kind: Some(Kind::CodeRelease(CodeRelease {
-            artifact_name: "example-app-android".into(),
-            version: version.into(),
-            artifact_sha256: digest.to_vec(),
-            source_repository: "https://git.example.com/app".into(),
-            source_commit: format!("{:040x}", digest[0]),
-            build_provenance_sha256: vec![0xab; 32],
-            release_channel: channel.into(),
-            attestations: reviewers
-                .iter()
-                .map(|r| ReviewerAttestation {
-                    reviewer_key_id: r.key_id(),
-                    signature: r.sign(&review_signing_message(version, &attested)).to_vec(),
-                })
-                .collect(),
-        })),
-    }
+    let attestations: Vec<_> = reviewers.iter().map(|r| (*r, attested)).collect();
+    release_event(version, digest, channel, &attestations)
 }
 
 /// A flow of `category` to `region`, distinct for each `n`.

@@ -2,15 +2,15 @@
 
 use prost::Message as _;
 use std::path::Path;
-use tlog_e2e::{append_mixed, code_release, reviewer, run_verifier, LogServer};
+use tlog_e2e::{append_mixed, code_release, release_event, reviewer, run_verifier, LogServer};
 use tonic::Code;
 use verifier::checkpoint::SignedCheckpoint;
-use verifier::event::{decode_entry, review_signing_message, sign_event};
+use verifier::event::{decode_entry, sign_event};
 use verifier::keys::{SigningKey, VerifierKey};
 use verifier::merkle::{leaf_hash, verify_inclusion, Hash};
 use verifier::proto::{
-    append_result, event::Kind, find_entries_request::Key, AppendBatchRequest, CodeRelease, Event,
-    FindEntriesRequest, FindEntriesResponse, ReviewerAttestation,
+    append_result, event::Kind, find_entries_request::Key, AppendBatchRequest, Event,
+    FindEntriesRequest, FindEntriesResponse,
 };
 
 /// Checks every result's leaf hash and inclusion proof against the
@@ -136,33 +136,11 @@ async fn lookups_by_each_key_return_proven_entries() {
     }
 }
 
-/// A release of `digest` as `version` on `channel`, with one attestation
-/// per (reviewer, digest it signs).
+/// A stable release of `digest` as `version`, with one attestation per
+/// (reviewer, digest it signs).
 fn release(digest: &[u8; 32], version: &str, attestations: &[(&SigningKey, &[u8; 32])]) -> Event {
-    Event {
-        occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600,
-            nanos: 0,
-        }),
-        kind: Some(Kind::CodeRelease(CodeRelease {
-            artifact_name: "example-app-android".into(),
-            version: version.into(),
-            artifact_sha256: digest.to_vec(),
-            source_repository: "https://git.example.com/app".into(),
-            source_commit: "0".repeat(40),
-            build_provenance_sha256: vec![0xab; 32],
-            release_channel: "stable".into(),
-            attestations: attestations
-                .iter()
-                .map(|(reviewer, signed_digest)| ReviewerAttestation {
-                    reviewer_key_id: reviewer.key_id(),
-                    signature: reviewer
-                        .sign(&review_signing_message(version, *signed_digest))
-                        .to_vec(),
-                })
-                .collect(),
-        })),
-    }
+    let attestations: Vec<_> = attestations.iter().map(|(r, d)| (*r, **d)).collect();
+    release_event(version, *digest, "stable", &attestations)
 }
 
 /// SHA-256("abc"), from FIPS 180-2 appendix B.1.

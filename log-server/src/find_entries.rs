@@ -102,13 +102,14 @@ mod tests {
     use super::*;
     use crate::log::Published;
     use crate::storage::{Backend, Batch, Storage};
+    use crate::test_events::{flow, release};
     use std::sync::Arc;
     use tonic::Code;
     use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
     use verifier::event::{encode_entry, event_id, sign_event};
     use verifier::keys::SigningKey;
     use verifier::merkle::{leaf_hash, verify_inclusion, Hash};
-    use verifier::proto::{event::Kind, CodeRelease, DataFlow, Event, Location};
+    use verifier::proto::Event;
     use verifier::tile_builder::TileBuilder;
 
     /// A log of `events` in a temporary directory, as the sequencer would
@@ -157,27 +158,6 @@ mod tests {
         }
     }
 
-    fn release(digest: u8) -> Event {
-        Event {
-            occurred_at: Some(prost_types::Timestamp::default()),
-            kind: Some(Kind::CodeRelease(CodeRelease {
-                artifact_sha256: vec![digest; 32],
-                ..CodeRelease::default()
-            })),
-        }
-    }
-
-    fn flow(id: &str) -> Event {
-        Event {
-            occurred_at: Some(prost_types::Timestamp::default()),
-            kind: Some(Kind::DataFlow(DataFlow {
-                flow_id: id.into(),
-                destination: Some(Location::default()),
-                ..DataFlow::default()
-            })),
-        }
-    }
-
     fn request(key: Key) -> FindEntriesRequest {
         FindEntriesRequest {
             key: Some(key),
@@ -221,10 +201,10 @@ mod tests {
         let alice = SigningKey::from_seed("alice", [1; 32]).unwrap();
         let bob = SigningKey::from_seed("bob", [2; 32]).unwrap();
         let fixture = fixture(&[
-            (&alice, release(7)),
+            (&alice, release([7; 32])),
             (&bob, flow("run-1")),
-            (&alice, release(8)),
-            (&bob, release(7)),
+            (&alice, release([8; 32])),
+            (&bob, release([7; 32])),
         ]);
         let find = |key| find_entries(&fixture.log, request(key)).unwrap();
         let by_artifact = find(Key::ArtifactSha256(vec![7; 32]));
@@ -241,7 +221,7 @@ mod tests {
     #[test]
     fn pages_and_older_tree_sizes() {
         let alice = SigningKey::from_seed("alice", [1; 32]).unwrap();
-        let events: Vec<_> = (0..5).map(|_| (&alice, release(7))).collect();
+        let events: Vec<_> = (0..5).map(|_| (&alice, release([7; 32]))).collect();
         let fixture = fixture(&events);
         let key = Key::SubmitterKeyId(alice.key_id());
         let first = find_entries(
@@ -296,7 +276,7 @@ mod tests {
     #[test]
     fn a_malformed_key_names_its_field() {
         let alice = SigningKey::from_seed("alice", [1; 32]).unwrap();
-        let fixture = fixture(&[(&alice, release(7))]);
+        let fixture = fixture(&[(&alice, release([7; 32]))]);
         let cases = [
             (None, "key:"),
             (Some(Key::ArtifactSha256(vec![7; 31])), "artifact_sha256:"),

@@ -22,6 +22,8 @@ pub mod lookup;
 pub mod sequencer;
 pub mod server;
 pub mod storage;
+#[cfg(test)]
+mod test_events;
 pub mod tile_cache;
 pub mod witness_config;
 pub mod witnessing;

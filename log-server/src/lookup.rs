@@ -196,36 +196,12 @@ pub fn build_missing_rows(storage: &dyn Storage) -> Result<u64, StorageError> {
 mod tests {
     use super::*;
     use crate::storage::{Backend, Batch};
+    use crate::test_events::{flow, release};
     use verifier::event::{encode_entry, sign_event};
     use verifier::keys::SigningKey;
-    use verifier::proto::{CodeRelease, DataFlow, Location};
 
     fn submitter(seed: u8) -> SigningKey {
         SigningKey::from_seed(&format!("submitter-{seed}"), [seed; 32]).unwrap()
-    }
-
-    fn release(digest: [u8; 32]) -> Event {
-        Event {
-            occurred_at: Some(prost_types::Timestamp::default()),
-            kind: Some(Kind::CodeRelease(CodeRelease {
-                artifact_name: "app".into(),
-                version: "1.0".into(),
-                artifact_sha256: digest.to_vec(),
-                release_channel: "stable".into(),
-                ..CodeRelease::default()
-            })),
-        }
-    }
-
-    fn flow(id: &str) -> Event {
-        Event {
-            occurred_at: Some(prost_types::Timestamp::default()),
-            kind: Some(Kind::DataFlow(DataFlow {
-                flow_id: id.into(),
-                destination: Some(Location::default()),
-                ..DataFlow::default()
-            })),
-        }
     }
 
     /// Commits `events`, signed by the given submitters, as one batch

@@ -305,30 +305,50 @@ pub fn data_flow(n: u64, destination_region: &str) -> Event {
 
 /// A realistic code-release event reviewed by `reviewer`, distinct for each `n`.
 pub fn code_release(n: u64, reviewer: &SigningKey) -> Event {
-    let digest: Vec<u8> = (0..32)
-        .map(|i| (n as u8).wrapping_mul(31).wrapping_add(i))
-        .collect();
-    let version = format!("4.{n}.0");
-    let signature = reviewer
-        .sign(&verifier::event::review_signing_message(&version, &digest))
-        .to_vec();
+    let digest: [u8; 32] =
+        std::array::from_fn(|i| (n as u8).wrapping_mul(31).wrapping_add(i as u8));
+    let mut event = release_event(&format!("4.{n}.0"), digest, "stable", &[(reviewer, digest)]);
+    event.occurred_at = Some(prost_types::Timestamp {
+        seconds: 1_767_225_600 + n as i64,
+        nanos: 0,
+    });
+    if let Some(Kind::CodeRelease(release)) = event.kind.as_mut() {
+        release.source_commit = format!("{n:040x}");
+    }
+    event
+}
+
+/// A release of `digest` as `version` on `channel`, with one attestation
+/// per (reviewer, digest that reviewer signs): a test can make a reviewer
+/// attest another digest than the one released.
+pub fn release_event(
+    version: &str,
+    digest: [u8; 32],
+    channel: &str,
+    attestations: &[(&SigningKey, [u8; 32])],
+) -> Event {
     Event {
         occurred_at: Some(prost_types::Timestamp {
-            seconds: 1_767_225_600 + n as i64,
+            seconds: 1_767_225_600,
             nanos: 0,
         }),
         kind: Some(Kind::CodeRelease(CodeRelease {
             artifact_name: "example-app-android".into(),
-            version,
-            artifact_sha256: digest,
+            version: version.into(),
+            artifact_sha256: digest.to_vec(),
             source_repository: "https://git.example.com/app".into(),
-            source_commit: format!("{n:040x}"),
+            source_commit: digest[..20].iter().map(|b| format!("{b:02x}")).collect(),
             build_provenance_sha256: vec![0xab; 32],
-            release_channel: "stable".into(),
-            attestations: vec![ReviewerAttestation {
-                reviewer_key_id: reviewer.key_id(),
-                signature,
-            }],
+            release_channel: channel.into(),
+            attestations: attestations
+                .iter()
+                .map(|(reviewer, signed)| ReviewerAttestation {
+                    reviewer_key_id: reviewer.key_id(),
+                    signature: reviewer
+                        .sign(&verifier::event::review_signing_message(version, signed))
+                        .to_vec(),
+                })
+                .collect(),
         })),
     }
 }

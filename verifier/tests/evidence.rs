@@ -6,7 +6,10 @@
 //! from those tiles with `tlog_tiles`, as a monitor takes them from a log.
 //! Roots are cross-checked with `rs_merkle` over RFC 6962 hashing.
 
+mod common;
+
 use base64::prelude::{Engine as _, BASE64_STANDARD as BASE64};
+use common::Rfc6962;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use rs_merkle::MerkleTree;
@@ -437,31 +440,6 @@ fn parsing_is_strict_and_names_the_line() {
         Evidence::parse(b"tlog split-view evidence v1\n\xff\n"),
         Err(EvidenceError::Malformed { line: 2, .. })
     ));
-}
-
-/// RFC 6962 interior hashing for `rs_merkle`; leaves are hashed by the test.
-#[derive(Clone)]
-struct Rfc6962;
-
-impl rs_merkle::Hasher for Rfc6962 {
-    type Hash = [u8; 32];
-
-    fn hash(data: &[u8]) -> [u8; 32] {
-        Sha256::digest(data).into()
-    }
-
-    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
-        match right {
-            Some(right) => {
-                let mut sha = Sha256::new();
-                sha.update([0x01]);
-                sha.update(left);
-                sha.update(right);
-                sha.finalize().into()
-            }
-            None => *left,
-        }
-    }
 }
 
 fn rs_root(seed: u64, size: u64) -> Hash {

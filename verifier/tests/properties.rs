@@ -11,6 +11,9 @@
 //! own. Its single-leaf proofs are the sibling hashes bottom-up, skipping
 //! promoted layers, which is RFC 9162's audit path.
 
+mod common;
+
+use common::Rfc6962;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 use rs_merkle::{MerkleProof, MerkleTree};
@@ -25,34 +28,6 @@ use verifier::tiles::{
     decode_entry_bundle, encode_entry_bundle, BundleError, TileId, TileKind, TiledHashReader,
     TILE_WIDTH,
 };
-
-/// RFC 6962 interior hashing for `rs_merkle`. Leaves are hashed by the test
-/// (`SHA-256(0x00 || data)`) before they go in, so `hash` is never used on
-/// leaf data.
-#[derive(Clone)]
-struct Rfc6962;
-
-impl rs_merkle::Hasher for Rfc6962 {
-    type Hash = [u8; 32];
-
-    fn hash(data: &[u8]) -> [u8; 32] {
-        Sha256::digest(data).into()
-    }
-
-    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
-        match right {
-            Some(right) => {
-                let mut sha = Sha256::new();
-                sha.update([0x01]);
-                sha.update(left);
-                sha.update(right);
-                sha.finalize().into()
-            }
-            // A lone rightmost node is promoted unchanged.
-            None => *left,
-        }
-    }
-}
 
 /// Leaf `i` of the tree with this seed: `SHA-256(0x00 || seed || i)`,
 /// computed here rather than by the code under test.
