@@ -136,10 +136,7 @@ fn code_release(n: u64, nonce: u64, reviewer: &SigningKey) -> CodeRelease {
     let artifact_sha256 = leaf_hash(format!("artifact {unique}").as_bytes())
         .0
         .to_vec();
-    let commit: String = leaf_hash(format!("commit {unique}").as_bytes()).0[..20]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let commit = verifier::hex::encode(&leaf_hash(format!("commit {unique}").as_bytes()).0[..20]);
     let version = format!("4.{}.{}", n / 5 % 1000, n % 5);
     let signature = reviewer
         .sign(&review_signing_message(&version, &artifact_sha256))

@@ -149,10 +149,6 @@ const SHA256_ABC: [u8; 32] = [
     0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad,
 ];
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn write_policy(dir: &Path, reviewers: [&SigningKey; 2], submitter: &SigningKey) -> String {
     let [a, b] = reviewers.map(|r| r.verifier_key().to_string());
     let policy = format!(
@@ -240,9 +236,10 @@ async fn check_release_approves_only_what_the_policy_backs() {
     let approved = check(artifact.to_str().unwrap(), &policy);
     assert_eq!(approved.code, Some(0), "{approved:?}");
     assert!(
-        approved
-            .stdout
-            .contains(&format!("approved: sha256:{}", hex(&reviewed))),
+        approved.stdout.contains(&format!(
+            "approved: sha256:{}",
+            verifier::hex::encode(&reviewed)
+        )),
         "{}",
         approved.stdout
     );
@@ -253,7 +250,10 @@ async fn check_release_approves_only_what_the_policy_backs() {
         .stdout
         .contains(&format!("{}, {}", a.key_id(), b.key_id())));
     assert!(approved.stdout.contains("tree of size 4"));
-    let by_digest = check(&format!("sha256:{}", hex(&reviewed)), &policy);
+    let by_digest = check(
+        &format!("sha256:{}", verifier::hex::encode(&reviewed)),
+        &policy,
+    );
     assert_eq!(by_digest.code, Some(0), "{by_digest:?}");
 
     for (digest, why) in [
@@ -274,12 +274,16 @@ async fn check_release_approves_only_what_the_policy_backs() {
             ),
         ),
     ] {
-        let refused = check(&format!("sha256:{}", hex(&digest)), &policy);
+        let refused = check(
+            &format!("sha256:{}", verifier::hex::encode(&digest)),
+            &policy,
+        );
         assert_eq!(refused.code, Some(1), "{refused:?}");
         assert!(
-            refused
-                .stderr
-                .contains(&format!("sha256:{} is not approved", hex(&digest))),
+            refused.stderr.contains(&format!(
+                "sha256:{} is not approved",
+                verifier::hex::encode(&digest)
+            )),
             "{}",
             refused.stderr
         );

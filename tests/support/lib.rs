@@ -337,7 +337,7 @@ pub fn release_event(
             version: version.into(),
             artifact_sha256: digest.to_vec(),
             source_repository: "https://git.example.com/app".into(),
-            source_commit: digest[..20].iter().map(|b| format!("{b:02x}")).collect(),
+            source_commit: verifier::hex::encode(&digest[..20]),
             build_provenance_sha256: vec![0xab; 32],
             release_channel: channel.into(),
             attestations: attestations

@@ -26,6 +26,7 @@ pub mod checkpoint;
 pub mod cosignature;
 pub mod event;
 pub mod evidence;
+pub mod hex;
 pub mod keys;
 pub mod merkle;
 pub mod tile_builder;

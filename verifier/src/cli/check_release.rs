@@ -23,6 +23,7 @@ use super::remote::{grpc, Log, LogArgs};
 use super::state::proof_lines;
 use crate::checkpoint::SignedCheckpoint;
 use crate::event::{check_event, decode_entry};
+use crate::hex;
 use crate::merkle::{leaf_hash, verify_inclusion, Hash};
 use crate::proto::{
     event::Kind, find_entries_request::Key, CodeRelease, FindEntriesRequest, FoundEntry,
@@ -59,7 +60,7 @@ pub fn run(args: Args) -> Outcome {
         .map(|entry| prove(&signed, &digest, entry))
         .collect::<Result<Vec<_>, _>>()?;
     let verdict = judge(&policy, &releases);
-    let shown = hex(&digest);
+    let shown = hex::encode(&digest);
     if releases.is_empty() {
         return Err(Failure::security_with(
             format!(
@@ -82,7 +83,7 @@ pub fn run(args: Args) -> Outcome {
 /// file, read as a stream so a large artifact costs no memory.
 fn artifact_digest(artifact: &str) -> Result<[u8; 32], Failure> {
     if let Some(text) = artifact.strip_prefix("sha256:") {
-        return parse_hex_digest(text).ok_or_else(|| {
+        return hex::decode_digest(text).ok_or_else(|| {
             Failure::unchecked(format!("{artifact}: a digest is sha256: and 64 hex digits"))
         });
     }
@@ -92,22 +93,6 @@ fn artifact_digest(artifact: &str) -> Result<[u8; 32], Failure> {
     std::io::copy(&mut file, &mut hasher)
         .map_err(|e| Failure::unchecked(format!("cannot read artifact {artifact}: {e}")))?;
     Ok(hasher.finalize().into())
-}
-
-fn parse_hex_digest(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 || !text.is_ascii() {
-        return None;
-    }
-    let mut digest = [0; 32];
-    for (byte, pair) in digest.iter_mut().zip(text.as_bytes().chunks(2)) {
-        let pair = std::str::from_utf8(pair).ok()?;
-        *byte = u8::from_str_radix(pair, 16).ok()?;
-    }
-    Some(digest)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read_policy(path: &Path) -> Result<Policy, Failure> {
@@ -227,7 +212,7 @@ fn prove(
     let not_a_release = |why: String| {
         Failure::security(format!(
             "the log returned entry {index} for sha256:{}, but {why}",
-            hex(digest)
+            hex::encode(digest)
         ))
     };
     let entry = decode_entry(&found.data).map_err(|e| not_a_release(e.to_string()))?;
@@ -239,7 +224,7 @@ fn prove(
     if release.artifact_sha256 != digest {
         return Err(not_a_release(format!(
             "it releases sha256:{}",
-            hex(&release.artifact_sha256)
+            hex::encode(&release.artifact_sha256)
         )));
     }
     Ok(LoggedRelease {
@@ -524,7 +509,7 @@ one_version_per_digest = true
         std::fs::remove_file(&file).unwrap();
         // FIPS 180-2 appendix B.1.
         let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        assert_eq!(hex(&hashed.unwrap()), abc);
+        assert_eq!(hex::encode(&hashed.unwrap()), abc);
         let missing = std::env::temp_dir().join(format!("no-such-artifact-{}", std::process::id()));
         assert!(matches!(
             artifact_digest(missing.to_str().unwrap()),

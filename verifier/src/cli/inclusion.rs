@@ -212,10 +212,7 @@ fn locate(
 fn parse_hash(text: &str) -> Result<Hash, Failure> {
     use base64::prelude::{Engine as _, BASE64_STANDARD};
     let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        (0..32)
-            .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .ok()
+        crate::hex::decode(text)
     } else {
         BASE64_STANDARD.decode(text).ok()
     };

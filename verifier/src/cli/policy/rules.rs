@@ -272,11 +272,7 @@ impl ReleaseHistory {
         if *version == release.version {
             return None;
         }
-        let digest: String = release
-            .artifact_sha256
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::hex::encode(&release.artifact_sha256);
         Some(Incident::new(
             ONE_VERSION_PER_DIGEST,
             format!(

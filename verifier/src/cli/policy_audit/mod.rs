@@ -27,7 +27,7 @@ use base64::prelude::{Engine as _, BASE64_STANDARD};
 use check::Checker;
 use report_json::{Checked, CheckpointInfo, IncidentInfo, RunReport, Summary};
 use sha2::{Digest as _, Sha256};
-use state::{hex, state_path, PolicyState};
+use state::{state_path, PolicyState};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -104,7 +104,7 @@ fn read_policy(path: &Path) -> Result<(Policy, String), Failure> {
         |reason: String| Failure::unchecked(format!("--policy {}: {reason}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
     let policy = Policy::parse(&text).map_err(|e| fail(e.to_string()))?;
-    Ok((policy, hex(&Sha256::digest(text.as_bytes()))))
+    Ok((policy, crate::hex::encode(&Sha256::digest(text.as_bytes()))))
 }
 
 /// The report, and the state to save after it.

@@ -16,6 +16,7 @@ use super::super::outcome::Failure;
 use super::super::policy::ReleaseHistory;
 use super::super::state::write_atomically;
 use super::summary::Totals;
+use crate::hex;
 use crate::merkle::{CompactRange, Hash};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde::{Deserialize, Serialize};
@@ -122,7 +123,7 @@ impl PolicyState {
                 .first_releases()
                 .into_iter()
                 .map(|(digest, version, index)| FirstRelease {
-                    sha256: hex(digest),
+                    sha256: hex::encode(digest),
                     version: version.to_owned(),
                     index,
                 })
@@ -156,8 +157,8 @@ impl PolicyState {
         let range = CompactRange::from_peaks(saved.size, peaks).map_err(|e| e.to_string())?;
         let mut first = Vec::with_capacity(saved.first_releases.len());
         for r in saved.first_releases {
-            let digest = unhex(&r.sha256)
-                .filter(|d| d.len() == 32)
+            let digest = hex::decode_digest(&r.sha256)
+                .map(Vec::from)
                 .ok_or_else(|| format!("{:?} is not a hex SHA-256 digest", r.sha256))?;
             if r.index >= saved.size {
                 return Err(format!(
@@ -180,23 +181,6 @@ impl PolicyState {
 /// The state file of the log whose trusted-state directory is `dir`.
 pub fn state_path(dir: &Path) -> PathBuf {
     dir.join(STATE_FILE)
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2)
-        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

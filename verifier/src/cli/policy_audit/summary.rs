@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 /// Counts over every entry checked so far, in this run and earlier ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,21 +114,21 @@ pub struct ReleaseStatus {
 pub fn digest_name(digest: &[u8]) -> String {
     let mut name = String::with_capacity("sha256:".len() + 2 * digest.len());
     name.push_str("sha256:");
-    for byte in digest {
-        let _ = write!(name, "{byte:02x}");
-    }
+    crate::hex::push(&mut name, digest);
     name
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::policy_audit::state::hex;
 
     #[test]
     fn a_digest_is_named_by_its_lowercase_hex() {
         let digest: Vec<u8> = (0..32).map(|n| n * 8 + 7).collect();
-        assert_eq!(digest_name(&digest), format!("sha256:{}", hex(&digest)));
+        assert_eq!(
+            digest_name(&digest),
+            format!("sha256:{}", crate::hex::encode(&digest))
+        );
         assert_eq!(digest_name(&[0x0a, 0xf0]), "sha256:0af0");
     }
 
