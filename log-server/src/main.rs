@@ -1,6 +1,7 @@
 //! `log-server`: run a data-flow and code-release transparency log.
 
 use clap::{Args, Parser, Subcommand};
+use log_server::admission::BudgetConfig;
 use log_server::data_dir::Requested;
 use log_server::sequencer::BatchPolicy;
 use log_server::server::{serve, ServeOptions};
@@ -10,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use verifier::serving::LimitArgs;
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +64,47 @@ struct ServeArgs {
     /// How many submissions may queue before new ones get RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = BatchPolicy::default().queue_capacity)]
     queue_capacity: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    budgets: BudgetArgs,
+}
+
+/// What appends may cost (see `log_server::admission`).
+#[derive(Args, Clone)]
+struct BudgetArgs {
+    /// Failed signature checks one connection may cause per second; past
+    /// its burst, its events are refused unchecked.
+    #[arg(long, default_value_t = BudgetConfig::default().failures_per_second)]
+    failed_signatures_per_second: f64,
+    /// Failed signature checks one connection may cause at once.
+    #[arg(long, default_value_t = BudgetConfig::default().failure_burst)]
+    failed_signature_burst: f64,
+    /// Append calls per connection per second.
+    #[arg(long, default_value_t = BudgetConfig::default().requests_per_second)]
+    appends_per_second: f64,
+    /// Append calls per connection at once.
+    #[arg(long, default_value_t = BudgetConfig::default().request_burst)]
+    append_burst: f64,
+    /// Verified events per submitter key per second.
+    #[arg(long, default_value_t = BudgetConfig::default().key_events_per_second)]
+    key_events_per_second: f64,
+    /// Verified events per submitter key at once.
+    #[arg(long, default_value_t = BudgetConfig::default().key_event_burst)]
+    key_event_burst: f64,
+}
+
+impl BudgetArgs {
+    fn config(&self) -> BudgetConfig {
+        BudgetConfig {
+            failures_per_second: self.failed_signatures_per_second.max(0.001),
+            failure_burst: self.failed_signature_burst.max(1.0),
+            requests_per_second: self.appends_per_second.max(0.001),
+            request_burst: self.append_burst.max(1.0),
+            key_events_per_second: self.key_events_per_second.max(0.001),
+            key_event_burst: self.key_event_burst.max(1.0),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -85,6 +128,8 @@ fn main() -> ExitCode {
             queue_capacity: args.queue_capacity.max(1),
         },
         witnesses: args.witnesses,
+        limits: args.limits.limits(),
+        budgets: args.budgets.config(),
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -14,6 +14,7 @@
 //! in flight finishes within its timeout); then exit. Every answered
 //! append is durable at every point of this sequence.
 
+use crate::admission::{BudgetConfig, Budgets};
 use crate::data_dir::{DataDir, Requested};
 use crate::grpc::LogService;
 use crate::log::{Log, Published};
@@ -21,13 +22,13 @@ use crate::sequencer::{BatchPolicy, Sequencer};
 use crate::storage::{Batch, Storage};
 use crate::witness_config::WitnessList;
 use crate::witnessing::{Collector, RetryPolicy};
-use axum::serve::ListenerExt as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
 use verifier::keys::SigningKey;
 use verifier::merkle::{CompactRange, EMPTY_HASH};
+use verifier::serving::{Limits, Server};
 use verifier::proto::log_server::LogServer;
 use verifier::tile_builder::TileBuilder;
 use verifier::tiles::TILE_WIDTH;
@@ -61,6 +62,10 @@ pub struct ServeOptions {
     /// `--witnesses`: the witness list, if given; otherwise
     /// `<data-dir>/witnesses` if it exists.
     pub witnesses: Option<PathBuf>,
+    /// What each connection and request may hold.
+    pub limits: Limits,
+    /// What appends may cost, per connection and per key.
+    pub budgets: BudgetConfig,
 }
 
 /// Runs the log until Ctrl-C or SIGTERM.
@@ -88,7 +93,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Arc::clone(&log),
         Arc::clone(&sequencer),
         Arc::new(data.allowlist.clone()),
-    );
+    )
+    .with_budgets(Arc::new(Budgets::new(options.budgets)));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
     let app = tonic::service::Routes::new(LogServer::new(service))
@@ -97,23 +103,16 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         .merge(crate::http::routes(Arc::clone(&log)));
 
     let shutdown = shutdown_signal();
-    announce(&data, address, log.latest().size);
-    // Small gRPC answers must not wait for Nagle's algorithm to meet the
-    // client's delayed ACK: that costs ~40 ms a round trip.
-    let listener = listener.tap_io(|stream| {
-        if let Err(e) = stream.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    announce(&data, address, log.latest().size, &options.limits);
+    Server::new(listener, options.limits)
+        .serve(app, shutdown)
         .await;
     tracing::info!("no longer accepting requests; draining the sequencer");
     sequencer.shutdown();
     if let Some(collector) = collector {
         collector.abort();
     }
-    served.map_err(|e| ServeError(format!("server failed: {e}")))
+    Ok(())
 }
 
 /// Starts collecting cosignatures from the listed witnesses, if any. Until
@@ -146,7 +145,7 @@ fn start_collector(
 
 /// Prints what is served, where, and the key to verify it with. The
 /// `listening on` line is what scripts and tests wait for.
-fn announce(data: &DataDir, address: SocketAddr, size: u64) {
+fn announce(data: &DataDir, address: SocketAddr, size: u64, limits: &Limits) {
     println!("log-server: origin {} ({} entries)", data.origin, size);
     println!(
         "log-server: data directory {} ({:?} storage)",
@@ -160,6 +159,11 @@ fn announce(data: &DataDir, address: SocketAddr, size: u64) {
         data.allowlist_path.display()
     );
     println!("log-server: gRPC and C2SP tiles on http://{address}");
+    println!(
+        "log-server: at most {} connections; header timeout {:?}, idle timeout {:?}, \
+         request deadline {:?}",
+        limits.max_connections, limits.header_timeout, limits.idle_timeout, limits.request_timeout
+    );
     println!("listening on {address}");
 }
 
