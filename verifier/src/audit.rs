@@ -18,8 +18,14 @@
 //! the new entries are the log's and that the tree at M extends the audited
 //! tree at N: no consistency proof from the log is needed.
 //!
+//! **Hash tiles.** Given [`Auditor::rebuild_tiles`], the auditor also
+//! rebuilds the log's hash tiles from the entries ([`hash_tiles`]), for the
+//! caller to compare with the ones the log serves, from which proofs are
+//! built.
+//!
 //! This module is pure: no network, no files, no async. The `verifier audit`
-//! command feeds it entry bundles or a gRPC stream and stores its state.
+//! command feeds it entry bundles or a gRPC stream, fetches the hash tiles
+//! and stores its state.
 
 use crate::checkpoint::Checkpoint;
 use crate::event::{check_submission, decode_entry, EntryError, SubmissionError};
@@ -29,6 +35,10 @@ use crate::proto::event::Kind;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+pub mod hash_tiles;
+
+use hash_tiles::{Seed, TileProblem, TileRebuild};
 
 /// Something the log served or signed that is wrong: a security finding.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -83,6 +93,15 @@ pub enum AuditFinding {
         /// The root in the signed checkpoint.
         signed: Hash,
     },
+    /// A hash tile the log serves is not the one its entries make: proofs
+    /// built from it are not proofs about the entries.
+    #[error("the log serves hash tile {path}, but {problem}")]
+    HashTile {
+        /// The tile's C2SP path, such as `tile/0/x001/234`.
+        path: String,
+        /// How it differs.
+        problem: TileProblem,
+    },
 }
 
 impl AuditFinding {
@@ -92,7 +111,7 @@ impl AuditFinding {
             Self::Malformed { index, .. }
             | Self::UnknownSubmitter { index, .. }
             | Self::Refused { index, .. } => Some(*index),
-            Self::SizeMismatch { .. } | Self::RootMismatch { .. } => None,
+            Self::SizeMismatch { .. } | Self::RootMismatch { .. } | Self::HashTile { .. } => None,
         }
     }
 }
@@ -284,13 +303,50 @@ fn check_entry(index: u64, bytes: &[u8], submitters: &KeyRing) -> Result<Checked
 pub struct Auditor {
     state: AuditState,
     submitters: KeyRing,
+    /// The hash tiles being rebuilt, once asked for.
+    tiles: Option<TileRebuild>,
 }
 
 impl Auditor {
     /// Continues from `state` (use `AuditState::default()` for a first
     /// audit), accepting entries signed by the keys in `submitters`.
     pub fn new(state: AuditState, submitters: KeyRing) -> Self {
-        Self { state, submitters }
+        Self {
+            state,
+            submitters,
+            tiles: None,
+        }
+    }
+
+    /// The log's hash tiles [`Auditor::rebuild_tiles`] needs to audit up to
+    /// `size` entries: the partial tiles at the audited size that gain
+    /// hashes, whose first hashes only the log still has.
+    pub fn tile_seeds(&self, size: u64) -> Vec<Seed> {
+        TileRebuild::seeds(self.size(), size)
+    }
+
+    /// Rebuilds the hash tiles of the tree of `size` entries from here on,
+    /// for [`Auditor::take_tiles`]. `served` holds the log's tile for each
+    /// of [`Auditor::tile_seeds`], in order; hashes in them that do not give
+    /// the audited state are a finding.
+    pub fn rebuild_tiles(&mut self, size: u64, served: &[Vec<u8>]) -> Result<(), AuditFinding> {
+        self.tiles = Some(TileRebuild::resume(&self.state.range, size, served)?);
+        Ok(())
+    }
+
+    /// The hash tiles rebuilt since the last call, to compare with the
+    /// log's ([`hash_tiles::compare`]); in the order
+    /// [`hash_tiles::rebuilt_between`] names them.
+    pub fn take_tiles(&mut self) -> Vec<(crate::tiles::TileId, Vec<u8>)> {
+        self.tiles.as_mut().map_or_else(Vec::new, TileRebuild::take)
+    }
+
+    /// Records an entry that passed its checks.
+    fn record(&mut self, checked: Checked) {
+        if let Some(tiles) = &mut self.tiles {
+            tiles.append(checked.leaf);
+        }
+        self.state.record(checked);
     }
 
     /// The number of entries audited, and so the index of the next one.
@@ -301,7 +357,7 @@ impl Auditor {
     /// Audits the next entry. On a finding nothing is recorded.
     pub fn push(&mut self, entry: &[u8]) -> Result<(), AuditFinding> {
         let checked = check_entry(self.size(), entry, &self.submitters)?;
-        self.state.record(checked);
+        self.record(checked);
         Ok(())
     }
 
@@ -332,7 +388,7 @@ impl Auditor {
                 .collect()
         });
         for result in checked.into_iter().flatten() {
-            self.state.record(result?);
+            self.record(result?);
         }
         Ok(())
     }

@@ -3,23 +3,26 @@
 //! with the signed checkpoint; the next run resumes where this one ended.
 //!
 //! The engine is [`crate::audit`]; this module fetches entries (entry
-//! bundles from the tiles, or the gRPC `GetEntries` stream), shows
-//! progress, keeps the audit state in the log's trusted-state directory
-//! and turns findings into evidence.
+//! bundles from the tiles, or the gRPC `GetEntries` stream) and the hash
+//! tiles the engine rebuilds from them, shows progress, keeps the audit
+//! state in the log's trusted-state directory and turns findings into
+//! evidence.
 
 use super::entry_bundles::for_each_bundle;
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{grpc, Log, LogArgs};
 use super::state::{write_atomically, Acceptance, TrustedState};
+use crate::audit::hash_tiles::{compare, rebuilt_between};
 use crate::audit::{AuditFinding, AuditState, Auditor};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::KeyRing;
 use crate::proto::GetEntriesRequest;
-use crate::tiles::TILE_WIDTH;
+use crate::tiles::{TileId, TILE_WIDTH};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use serde_json::json;
 use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 /// Arguments of `verifier audit`.
@@ -68,11 +71,22 @@ pub fn run(args: Args) -> Outcome {
 
     let started = Instant::now();
     let mut auditor = Auditor::new(state, submitters);
+    start_tiles(&log, &signed, &mut auditor)?;
     let mut progress = Progress::new(from, size);
-    let fed = match args.source {
-        Source::Tiles => from_tiles(&log, &signed, &mut auditor, &mut progress),
-        Source::Grpc => from_grpc(&log, &signed, &mut auditor, &mut progress),
-    };
+    let fed = std::thread::scope(|scope| {
+        let mut tiles = ServedTiles::fetch(scope, &log, from, size);
+        let mut feed = Feed {
+            log: &log,
+            signed: &signed,
+            auditor: &mut auditor,
+            tiles: &mut tiles,
+            progress: &mut progress,
+        };
+        match args.source {
+            Source::Tiles => feed.from_tiles(),
+            Source::Grpc => feed.from_grpc(),
+        }
+    });
     progress.end(auditor.size());
     fed?;
     let state = auditor
@@ -116,73 +130,185 @@ fn load_state(path: &Path) -> Result<AuditState, Failure> {
     })
 }
 
-/// Feeds the entry bundles from the audited size to `signed`'s size. The
-/// next bundles are fetched while one is being checked.
-fn from_tiles(
-    log: &Log,
-    signed: &SignedCheckpoint,
-    auditor: &mut Auditor,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
+/// Starts the rebuild of the hash tiles up to `signed`'s size, from the
+/// log's partial tiles at the audited size (see
+/// [`crate::audit::hash_tiles`]).
+fn start_tiles(log: &Log, signed: &SignedCheckpoint, auditor: &mut Auditor) -> Result<(), Failure> {
     let size = signed.checkpoint.size;
-    for_each_bundle(log, auditor.size(), size, |tile, first, entries| {
-        auditor
-            .push_all(entries)
-            .map_err(|finding| entry_evidence(finding, signed, &tile.path(), first, entries))?;
-        progress.update(auditor.size());
-        Ok(())
+    let seeds = auditor.tile_seeds(size);
+    let served = seeds
+        .iter()
+        .map(|seed| log.tile(seed.tile, size))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|f| f.with_checkpoint(signed.note_text()))?;
+    auditor.rebuild_tiles(size, &served).map_err(|finding| {
+        let served = seeds.iter().zip(&served).find_map(|(seed, bytes)| {
+            matches!(&finding, AuditFinding::HashTile { path, .. } if *path == seed.tile.path())
+                .then_some(bytes.as_slice())
+        });
+        tile_evidence(finding, signed, served, None)
     })
-    .map_err(|f| f.with_checkpoint(signed.note_text()))
 }
 
-/// Feeds the entries from the audited size to `signed`'s size from the
-/// gRPC stream, a bundle's worth at a time.
-fn from_grpc(
-    log: &Log,
-    signed: &SignedCheckpoint,
-    auditor: &mut Auditor,
-    progress: &mut Progress,
-) -> Result<(), Failure> {
-    let (start, end) = (auditor.size(), signed.checkpoint.size);
-    if start >= end {
-        return Ok(());
+/// The hash tiles the audit rebuilds, as the log serves them, fetched
+/// ahead in the order they are rebuilt ([`rebuilt_between`]).
+struct ServedTiles {
+    fetched: Receiver<(TileId, Result<Vec<u8>, Failure>)>,
+}
+
+impl ServedTiles {
+    /// Tiles fetched ahead of the one being compared.
+    const AHEAD: usize = 8;
+
+    /// Starts fetching, on a thread of `scope`, the tiles an audit from
+    /// `from` to `size` entries rebuilds. The thread stops at the first
+    /// failure, or when the audit stops asking.
+    fn fetch<'scope>(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        log: &'scope Log,
+        from: u64,
+        size: u64,
+    ) -> Self {
+        let (send, fetched) = std::sync::mpsc::sync_channel(Self::AHEAD);
+        scope.spawn(move || {
+            for tile in rebuilt_between(from, size) {
+                let bytes = log.tile(tile, size);
+                let failed = bytes.is_err();
+                if send.send((tile, bytes)).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Self { fetched }
     }
-    let stream_failed =
-        |s: tonic::Status| Failure::unchecked(format!("GetEntries: {}", s.message()));
-    let mut flush = |batch: &mut Vec<Vec<u8>>| {
-        let first = auditor.size();
-        auditor
-            .push_all(batch)
-            .map_err(|finding| entry_evidence(finding, signed, "GetEntries", first, batch))?;
-        batch.clear();
-        progress.update(auditor.size());
-        Ok(())
-    };
-    super::block_on(async {
-        let mut stream = grpc(log)
-            .await?
-            .get_entries(GetEntriesRequest { start, end })
-            .await
-            .map_err(stream_failed)?
-            .into_inner();
-        let mut batch = Vec::with_capacity(TILE_WIDTH as usize);
-        let mut due = start;
-        while let Some(entry) = stream.message().await.map_err(stream_failed)? {
-            if entry.index != due {
-                let summary = format!(
-                    "GetEntries sent entry {} where entry {due} was due",
-                    entry.index
-                );
-                return Err(Failure::security(summary).with_checkpoint(signed.note_text()));
-            }
-            due += 1;
-            batch.push(entry.data);
-            if batch.len() as u64 == TILE_WIDTH {
-                flush(&mut batch)?;
-            }
+
+    /// Compares every tile the auditor has rebuilt since the last call
+    /// with the log's: a difference is a finding naming the tile.
+    fn check(&mut self, auditor: &mut Auditor, signed: &SignedCheckpoint) -> Result<(), Failure> {
+        for (tile, rebuilt) in auditor.take_tiles() {
+            let (fetched, served) = self
+                .fetched
+                .recv()
+                .map_err(|_| Failure::unchecked(format!("{} was not fetched", tile.path())))?;
+            assert_eq!(fetched, tile, "tiles are rebuilt in the order fetched");
+            let served = served.map_err(|f| f.with_checkpoint(signed.note_text()))?;
+            compare(tile, &rebuilt, &served)
+                .map_err(|finding| tile_evidence(finding, signed, Some(&served), Some(&rebuilt)))?;
         }
-        flush(&mut batch)
-    })
+        Ok(())
+    }
+}
+
+/// What one audit run feeds entries into, and checks them with.
+struct Feed<'a> {
+    log: &'a Log,
+    signed: &'a SignedCheckpoint,
+    auditor: &'a mut Auditor,
+    tiles: &'a mut ServedTiles,
+    progress: &'a mut Progress,
+}
+
+impl Feed<'_> {
+    /// Audits `entries`, the next ones, and compares the hash tiles they
+    /// complete. `source` and `first` name them in evidence.
+    fn push<E: AsRef<[u8]> + Sync>(
+        &mut self,
+        source: &str,
+        first: u64,
+        entries: &[E],
+    ) -> Result<(), Failure> {
+        self.auditor
+            .push_all(entries)
+            .map_err(|finding| entry_evidence(finding, self.signed, source, first, entries))?;
+        self.tiles.check(self.auditor, self.signed)?;
+        self.progress.update(self.auditor.size());
+        Ok(())
+    }
+
+    /// Feeds the entry bundles from the audited size to the checkpoint's
+    /// size. The next bundles are fetched while one is being checked.
+    fn from_tiles(&mut self) -> Result<(), Failure> {
+        let (log, signed) = (self.log, self.signed);
+        for_each_bundle(
+            log,
+            self.auditor.size(),
+            signed.checkpoint.size,
+            |tile, first, entries| self.push(&tile.path(), first, entries),
+        )
+        .map_err(|f| f.with_checkpoint(signed.note_text()))
+    }
+
+    /// Feeds the entries from the audited size to the checkpoint's size
+    /// from the gRPC stream, a bundle's worth at a time. Each message must
+    /// come within the request deadline, and the stream keep `--min-rate`.
+    fn from_grpc(&mut self) -> Result<(), Failure> {
+        let (log, signed) = (self.log, self.signed);
+        let (start, end) = (self.auditor.size(), signed.checkpoint.size);
+        if start >= end {
+            return Ok(());
+        }
+        let stream_failed =
+            |s: tonic::Status| Failure::unchecked(format!("GetEntries: {}", s.message()));
+        super::block_on(async {
+            let mut client = grpc(log).await?;
+            let mut stream = log
+                .rpc(
+                    "GetEntries",
+                    client.get_entries(GetEntriesRequest { start, end }),
+                )
+                .await?
+                .map_err(stream_failed)?
+                .into_inner();
+            let mut batch = Vec::with_capacity(TILE_WIDTH as usize);
+            let (mut due, mut received, started) = (start, 0, Instant::now());
+            while let Some(entry) = log
+                .rpc("GetEntries", stream.message())
+                .await?
+                .map_err(stream_failed)?
+            {
+                if entry.index != due {
+                    let summary = format!(
+                        "GetEntries sent entry {} where entry {due} was due",
+                        entry.index
+                    );
+                    return Err(Failure::security(summary).with_checkpoint(signed.note_text()));
+                }
+                received += entry.data.len() as u64;
+                log.check_rate("GetEntries", received, started)?;
+                due += 1;
+                batch.push(entry.data);
+                if batch.len() as u64 == TILE_WIDTH {
+                    self.push("GetEntries", due - TILE_WIDTH, &batch)?;
+                    batch.clear();
+                }
+            }
+            self.push("GetEntries", due - batch.len() as u64, &batch)
+        })
+    }
+}
+
+/// A finding about a hash tile, with the log's tile and the rebuilt one
+/// (where there is one) as evidence.
+fn tile_evidence(
+    finding: AuditFinding,
+    signed: &SignedCheckpoint,
+    served: Option<&[u8]>,
+    rebuilt: Option<&[u8]>,
+) -> Failure {
+    let mut extra = Vec::new();
+    if let Some(served) = served {
+        extra.push((
+            "served tile (base64)".to_owned(),
+            BASE64_STANDARD.encode(served),
+        ));
+    }
+    if let Some(rebuilt) = rebuilt {
+        extra.push((
+            "rebuilt tile (base64)".to_owned(),
+            BASE64_STANDARD.encode(rebuilt),
+        ));
+    }
+    evidence(finding, signed, extra)
 }
 
 /// A finding about an entry, with the entry itself as evidence.

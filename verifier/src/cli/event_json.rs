@@ -30,14 +30,18 @@ use serde::de::{self, Deserializer, IgnoredAny, Unexpected, Visitor};
 use serde::Deserialize;
 
 /// Parses every event in `input`, each with the line it starts on.
+///
+/// Linear in the input: events are read in order and line numbers are
+/// counted forward by one [`LineCounter`], never from the start again.
 pub fn parse_events(input: &[u8]) -> Result<Vec<(usize, Event)>, String> {
     let mut events = Vec::new();
+    let mut lines = LineCounter::new(input);
     let mut stream = serde_json::Deserializer::from_slice(input).into_iter::<IgnoredAny>();
     let mut start = 0;
     while let Some(value) = stream.next() {
         value.map_err(|e| format!("line {}: not JSON: {}", e.line(), without_position(&e)))?;
         let end = stream.byte_offset();
-        let first_line = line_at(input, start);
+        let first_line = lines.line_at(start);
         let text = &input[start..end];
         let Object(event): Object<EventJson> =
             serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_slice(text))
@@ -49,7 +53,7 @@ pub fn parse_events(input: &[u8]) -> Result<Vec<(usize, Event)>, String> {
                     }
                 })?;
         let leading = text.iter().take_while(|b| b.is_ascii_whitespace()).count();
-        let line = line_at(input, start + leading);
+        let line = lines.line_at(start + leading);
         let event = event
             .into_event()
             .map_err(|e| format!("line {line}: {e}"))?;
@@ -62,9 +66,40 @@ pub fn parse_events(input: &[u8]) -> Result<Vec<(usize, Event)>, String> {
     Ok(events)
 }
 
-/// The 1-based line that byte `offset` of `input` is on.
-fn line_at(input: &[u8], offset: usize) -> usize {
-    input[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+/// The 1-based line of byte offsets of one input, asked in increasing
+/// order: each call counts the newlines between the last offset and this
+/// one, so the whole input is scanned once however many events it holds.
+struct LineCounter<'a> {
+    input: &'a [u8],
+    /// The offset last asked for, and the line it is on.
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Self {
+            input,
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line byte `offset` is on; `offset` may not be less than the one
+    /// asked for before, which is what keeps the count linear.
+    fn line_at(&mut self, offset: usize) -> usize {
+        assert!(
+            offset >= self.offset,
+            "line numbers are counted forward only"
+        );
+        let newlines = self.input[self.offset..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.line += newlines;
+        self.offset = offset;
+        self.line
+    }
 }
 
 /// serde_json's message without its " at line L column C", which counts
@@ -397,6 +432,59 @@ mod tests {
         };
         assert_eq!(flow.record_count, u64::MAX);
         assert_eq!(events[1].1.occurred_at, None);
+    }
+
+    #[test]
+    fn lines_are_counted_forward_once() {
+        let event = r#"{"dataFlow": {"flowId": "a"}}"#;
+        let (mut input, mut expected, mut line) = (String::new(), Vec::new(), 1);
+        for n in 0..20_000 {
+            if n % 7 == 0 {
+                input.push('\n');
+                line += 1;
+            }
+            expected.push((input.len(), line));
+            input.push_str(event);
+            input.push('\n');
+            line += 1;
+        }
+        let input = input.as_bytes();
+        let mut counter = LineCounter::new(input);
+        let mut examined = 0;
+        for &(offset, line) in &expected {
+            examined += offset - counter.offset;
+            assert_eq!(counter.line_at(offset), line);
+        }
+        assert!(examined < input.len(), "each byte is examined at most once");
+        let lines: Vec<usize> = parse_events(input)
+            .unwrap()
+            .into_iter()
+            .map(|(line, _)| line)
+            .collect();
+        assert_eq!(
+            lines,
+            expected.iter().map(|&(_, line)| line).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "counted forward only")]
+    fn the_line_counter_never_goes_back() {
+        let mut counter = LineCounter::new(b"a\nb\n");
+        counter.line_at(3);
+        counter.line_at(1);
+    }
+
+    #[test]
+    fn an_error_on_the_last_of_many_lines_names_it() {
+        let event = r#"{"dataFlow": {"flowId": "a"}}"#;
+        let mut input = format!("{event}\n").repeat(19_999);
+        input.push_str(r#"{"dataFlow": {"flowID": "a"}}"#);
+        let error = parse_events(input.as_bytes()).unwrap_err();
+        assert!(
+            error.starts_with("line 20000: dataFlow.flowID: unknown field"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -9,7 +9,12 @@
 //! A security finding is never printed as a warning: it carries the
 //! evidence (the signed notes and proofs involved) so that the report can
 //! be checked by someone else.
+//!
+//! Reports, findings and reasons hold text from the log and from files, so
+//! [`finish`] prints every human line through [`show`]; `--json` prints the
+//! exact text.
 
+use super::display::{show, Shape};
 use serde_json::{json, Value};
 use std::process::ExitCode;
 
@@ -99,7 +104,9 @@ pub fn finish(outcome: Outcome, as_json: bool) -> ExitCode {
                 }
                 println!("{json}");
             } else {
-                println!("{}", report.human.trim_end());
+                for line in report.human.trim_end().split('\n') {
+                    println!("{}", show(line, Shape::Line));
+                }
             }
             ExitCode::SUCCESS
         }
@@ -115,9 +122,16 @@ pub fn finish(outcome: Outcome, as_json: bool) -> ExitCode {
                     json!({"ok": false, "security_finding": finding.summary, "evidence": evidence})
                 );
             } else {
-                eprintln!("verifier: SECURITY FINDING: {}", finding.summary);
+                eprintln!(
+                    "verifier: SECURITY FINDING: {}",
+                    show(&finding.summary, Shape::Line)
+                );
                 for (name, text) in &finding.evidence {
-                    eprintln!("--- {name} ---\n{}", text.trim_end());
+                    eprintln!(
+                        "--- {} ---\n{}",
+                        show(name, Shape::Line),
+                        show(text.trim_end(), Shape::Block)
+                    );
                 }
             }
             ExitCode::from(1)
@@ -126,7 +140,7 @@ pub fn finish(outcome: Outcome, as_json: bool) -> ExitCode {
             if as_json {
                 println!("{}", json!({"ok": false, "error": reason}));
             } else {
-                eprintln!("verifier: could not check: {reason}");
+                eprintln!("verifier: could not check: {}", show(&reason, Shape::Line));
             }
             ExitCode::from(2)
         }

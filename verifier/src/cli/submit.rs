@@ -16,7 +16,7 @@
 
 use super::event_json::parse_events;
 use super::outcome::{Failure, Outcome, Report};
-use super::remote::{grpc, verifier_key, Log};
+use super::remote::{grpc, verifier_key, ClientArgs, Log};
 use super::state::{proof_lines, write_atomically, TrustedState};
 use super::witness_policy::WitnessArgs;
 use crate::bundle::ProofBundle;
@@ -69,6 +69,8 @@ pub struct Args {
     /// the bundle and state hold that checkpoint.
     #[command(flatten)]
     witnesses: WitnessArgs,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Events in the protobuf JSON mapping of `tlog.v1.Event`: one object,
     /// or one per line. `-` or nothing reads standard input.
     input: Option<PathBuf>,
@@ -77,7 +79,9 @@ pub struct Args {
 pub fn run(args: Args) -> Outcome {
     let log_key = verifier_key(&args.vkey)?;
     let key = signer_key(&args.key)?;
-    let log = Log::new(&args.log)?.with_witness_policy(args.witnesses.policy()?);
+    let log = Log::new(&args.log)?
+        .with_witness_policy(args.witnesses.policy()?)
+        .with_limits(args.client.limits()?);
     let events = parse_events(&read_input(args.input.as_deref())?).map_err(Failure::unchecked)?;
     let signed = sign_all(&key, events)?;
     let answers = super::block_on(append(&log, &signed))?;
@@ -134,8 +138,8 @@ pub fn run(args: Args) -> Outcome {
 
 /// Reads a signer key file written by `verifier keygen`; errors name `--key`.
 pub(super) fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::unchecked(format!("--key {}: {e}", path.display())))?;
+    let text =
+        crate::files::read_secret(path).map_err(|e| Failure::unchecked(format!("--key: {e}")))?;
     SigningKey::parse(&text)
         .map_err(|e| Failure::unchecked(format!("--key {}: {e}", path.display())))
 }
@@ -201,7 +205,7 @@ async fn append(
         let request = AppendRequest {
             event: Some(event.clone()),
         };
-        let answer = client.append(request).await;
+        let answer = log.rpc("Append", client.append(request)).await?;
         return Ok(vec![answer
             .map(tonic::Response::into_inner)
             .map_err(Refusal::from)]);
@@ -211,7 +215,7 @@ async fn append(
         let request = AppendBatchRequest {
             events: batch.iter().map(|(_, e)| e.clone()).collect(),
         };
-        let results = match client.append_batch(request).await {
+        let results = match log.rpc("AppendBatch", client.append_batch(request)).await? {
             Ok(response) => response.into_inner().results,
             Err(status) => {
                 answers.resize(events.len(), Err(Refusal::from(status)));

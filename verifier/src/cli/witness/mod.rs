@@ -93,8 +93,8 @@ async fn serve(witness: Witness, listen: SocketAddr) -> Result<(), Failure> {
 
 /// Reads the witness's signer key file.
 fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::unchecked(format!("--key {}: {e}", path.display())))?;
+    let text =
+        crate::files::read_secret(path).map_err(|e| Failure::unchecked(format!("--key: {e}")))?;
     SigningKey::parse(&text)
         .map_err(|e| Failure::unchecked(format!("--key {}: {e}", path.display())))
 }
