@@ -12,6 +12,7 @@ mod check_evidence;
 mod check_release;
 mod checkpoint;
 mod consistency;
+mod display;
 mod entry_bundles;
 mod event_json;
 mod inclusion;
