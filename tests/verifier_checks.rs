@@ -250,7 +250,7 @@ async fn a_forked_log_is_a_security_finding() {
 
     append(&fork, 6000..6010).await;
     let run = verify("checkpoint", &fork, &["--state", &state_arg]);
-    assert_exit(&run, 1, "does not extend its tree of size 140");
+    assert_exit(&run, 1, "does not extend the signed tree of size 140");
 
     let flow = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -262,7 +262,7 @@ async fn a_forked_log_is_a_security_finding() {
         &fork,
         &["--key", &key_file, "--state", &state_arg, flow],
     );
-    assert_exit(&run, 1, "does not extend its tree of size 140");
+    assert_exit(&run, 1, "does not extend the signed tree of size 140");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

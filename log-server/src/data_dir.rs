@@ -11,13 +11,15 @@
 //! | `log.redb` or `log.sled` | the log itself                            |
 //!
 //! Dangerous implicit set-ups are refused rather than repaired: a
-//! directory made for another origin or backend, or a log whose signing key
-//! has gone missing. A new key for an existing log would silently fork it.
+//! directory made for another origin or backend, a log whose signing key
+//! has gone missing (a new key for an existing log would silently fork
+//! it), or a `log.key` that the group or others may read (the error says
+//! which `chmod 600` fixes it).
 
 use crate::storage::Backend;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use verifier::files::{self, Access};
 use verifier::keys::{is_valid_key_name, KeyRing, SigningKey};
 
 /// The origin used when none is given on first start: fine for trying the
@@ -103,7 +105,8 @@ impl DataDir {
                 req.dir.display()
             )));
         }
-        let key = SigningKey::parse(&read_text(&key_path)?)
+        let secret = files::read_secret(&key_path).map_err(|e| config_error(e.to_string()))?;
+        let key = SigningKey::parse(&secret)
             .map_err(|e| config_error(format!("cannot use {}: {e}", key_path.display())))?;
         if key.name() != origin {
             return Err(config_error(format!(
@@ -208,23 +211,17 @@ fn read_text(path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| config_error(format!("cannot read {}: {e}", path.display())))
 }
 
-/// Writes `contents` and a newline to `path` through a temporary file and a
-/// rename, so the file is never seen half-written; secrets get mode 0600.
+/// Writes `contents` and a newline to `path` atomically (see
+/// [`files::write_atomically`]), so the file is never seen half-written;
+/// secrets get mode 0600.
 fn write_file(path: &Path, contents: &str, secret: bool) -> Result<(), ConfigError> {
-    let fail = |e: std::io::Error| config_error(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(if secret { 0o600 } else { 0o644 });
-    }
-    let mut file = options.open(&tmp).map_err(fail)?;
-    file.write_all(contents.as_bytes()).map_err(fail)?;
-    file.write_all(b"\n").map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    fs::rename(&tmp, path).map_err(fail)
+    let access = if secret {
+        Access::Secret
+    } else {
+        Access::Public
+    };
+    files::write_atomically(path, format!("{contents}\n").as_bytes(), access)
+        .map_err(|e| config_error(format!("cannot write {}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -282,6 +279,18 @@ mod tests {
             .unwrap_err()
             .0
             .contains("line 1"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let key = dir.join("log.key");
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+            let err = DataDir::open(&request(&dir, None)).unwrap_err();
+            assert!(
+                err.0.contains(&format!("chmod 600 {}", key.display())),
+                "{err}"
+            );
+            fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        }
         fs::remove_file(dir.join("log.key")).unwrap();
         assert!(DataDir::open(&request(&dir, None))
             .unwrap_err()

@@ -4,7 +4,9 @@
 //! A monitor that finds two of a log's checkpoints in conflict writes them
 //! down with the consistency proof it built from the log's own tiles. The
 //! file proves misbehaviour in exactly two cases, and [`Evidence::check`]
-//! decides which (if any) holds using only the log's key:
+//! decides which (if any) holds using only the log's key, through
+//! [`crate::relation::decide`], the verdict the monitor, the witness and
+//! the trusted state reach too:
 //!
 //! - both checkpoints are for the same size with different roots: a fork;
 //! - the sizes are `m < n` and the proof, read as RFC 9162 §2.1.4.2 data,
@@ -49,10 +51,13 @@
 //!
 //! What it leaves out: reading and writing files, and any network. Callers
 //! do the I/O; this module only encodes, parses and decides.
+//!
+//! [`consistency_roots`]: crate::merkle::consistency_roots
 
 use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 use crate::keys::VerifierKey;
-use crate::merkle::{consistency_roots, Hash};
+use crate::merkle::Hash;
+use crate::relation::{self, Inconsistency, Relation};
 use base64::prelude::{Engine as _, BASE64_STANDARD};
 use sha2::{Digest as _, Sha256};
 
@@ -145,7 +150,8 @@ impl Evidence {
     /// Requires `a` and `b` to have the same origin. When the smaller size
     /// is a power of two, `proof` must begin with the larger tree's root
     /// over that many leaves (the stored hash at level log₂ m, index 0),
-    /// which RFC 9162 proofs leave out; see [`consistency_roots`]. Control
+    /// which RFC 9162 proofs leave out; see
+    /// [`consistency_roots`](crate::merkle::consistency_roots). Control
     /// characters in `context` become spaces, and it is cut to 1 KiB.
     pub fn split_view(
         a: &SignedCheckpoint,
@@ -361,77 +367,32 @@ impl Evidence {
 }
 
 /// The verdict on two checkpoints, `old.size <= new.size`, and the proof
-/// between them. Sound only if both were verified under the log's key;
-/// [`Evidence::split_view`] also uses it, unverified, for the claimed line.
+/// between them, as [`relation::decide`] finds it. Sound only if both were
+/// verified under the log's key; [`Evidence::split_view`] also uses it,
+/// unverified, for the claimed line.
 fn decide(old: &Checkpoint, new: &Checkpoint, proof: &[Hash]) -> Verdict {
-    let (m, n) = (old.size, new.size);
-    let not_proven = |reason: String| Verdict::NotProven { reason };
-    if m == n {
-        return if old.root != new.root {
-            Verdict::Proven {
-                summary: format!(
-                    "fork: two signed checkpoints for size {n} with different roots, {} and {}",
-                    old.root, new.root
-                ),
-            }
-        } else {
-            not_proven(format!(
-                "both checkpoints are for size {n} with the same root {}",
-                old.root
-            ))
-        };
-    }
-    if m == 0 {
-        return not_proven(format!(
-            "the smaller checkpoint is of the empty tree, which the tree of size {n} extends whatever its root"
-        ));
-    }
-    let (implied_old, implied_new) = match consistency_roots(proof, m, n) {
-        Ok(roots) => roots,
-        Err(e) if m.is_power_of_two() => return without_old_root(old, new, proof, e),
-        Err(e) => return not_proven(format!("the consistency proof is malformed: {e}")),
-    };
-    if implied_new != new.root {
-        not_proven(format!(
-            "the consistency proof does not lead to the signed root of the tree of size {n}, so it proves nothing (anyone can write a bad proof)"
-        ))
-    } else if implied_old != old.root {
-        Verdict::Proven {
-            summary: format!(
-                "the tree of size {n} does not extend the signed tree of size {m}: its first {m} leaves have root {implied_old}, not {}",
+    let relation = relation::decide(old, new, proof);
+    match relation {
+        _ if relation.is_proven_misbehaviour() => Verdict::Proven {
+            summary: relation.to_string(),
+        },
+        Relation::Same { size } => Verdict::NotProven {
+            reason: format!(
+                "both checkpoints are for size {size} with the same root {}",
                 old.root
             ),
-        }
-    } else {
-        not_proven(format!(
-            "consistent: the proof shows that the tree of size {n} extends the tree of size {m}"
-        ))
+        },
+        Relation::Extends { .. } => Verdict::NotProven {
+            reason: format!("consistent: {relation}"),
+        },
+        Relation::DoesNotExtend {
+            why: Inconsistency::Unproven { reason },
+            ..
+        } => Verdict::NotProven { reason },
+        other => Verdict::NotProven {
+            reason: other.to_string(),
+        },
     }
-}
-
-/// The verdict when the old size `m` is a power of two and the proof does
-/// not start with the new tree's root over `m` leaves: it may still be a
-/// plain RFC 9162 proof, which can show consistency but never a fork.
-fn without_old_root(
-    old: &Checkpoint,
-    new: &Checkpoint,
-    proof: &[Hash],
-    shape: crate::merkle::ProofError,
-) -> Verdict {
-    let (m, n) = (old.size, new.size);
-    let seeded: Vec<Hash> = std::iter::once(old.root)
-        .chain(proof.iter().copied())
-        .collect();
-    let reason = match consistency_roots(&seeded, m, n) {
-        Ok((_, implied_new)) if implied_new == new.root => format!(
-            "consistent: the proof shows that the tree of size {n} extends the tree of size {m}"
-        ),
-        Ok(_) => format!(
-            "the consistency proof does not lead from the root of size {m} to the root of size {n}, and it cannot show a fork: for a smaller size that is a power of two the proof must begin with the larger tree's root over its first {m} leaves"
-        ),
-        Err(_) => format!("the consistency proof is malformed: {shape}"),
-    };
-    Verdict::NotProven { reason }
 }
 
 /// Whether `(a, b)` is the file's order: smaller size first, and for equal

@@ -19,11 +19,18 @@ pub struct Args {
 
 pub fn run(args: Args) -> Outcome {
     let (log, key) = args.target.open()?;
+    let state = args
+        .state
+        .as_deref()
+        .map(|dir| TrustedState::open(dir, &key))
+        .transpose()?;
+    // Fetched under the state's lock: a run that fetched earlier never
+    // checks later than one that fetched after it.
+    let locked = state.as_ref().map(TrustedState::lock).transpose()?;
     let signed = log.checkpoint(&key)?;
-    let acceptance = match &args.state {
-        Some(dir) => Some(TrustedState::open(dir, &key)?.accept(&log, &signed)?),
-        None => None,
-    };
+    let acceptance = locked
+        .map(|locked| locked.accept(&log, &signed))
+        .transpose()?;
     let witnessed = log.witness_policy().describe(&signed, &key);
     let cp = &signed.checkpoint;
     let relation = match acceptance {

@@ -11,9 +11,9 @@
 
 use super::outcome::{Failure, Outcome, Report};
 use crate::cosignature::CosignerSigningKey;
+use crate::files::{self, Access};
 use crate::keys::SigningKey;
 use serde_json::json;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Arguments of `verifier keygen`.
@@ -54,15 +54,12 @@ pub fn run(args: Args) -> Outcome {
     })
 }
 
-/// Creates `path` with mode 0600 and writes `secret` and a newline to it,
-/// refusing an existing file. A file that could not be written completely
-/// is removed, so a failed run can simply be repeated.
+/// Creates `path` with mode 0600 holding `secret` and a newline, refusing
+/// anything already there (a symbolic link included). It is written
+/// whole or not at all (see [`files::create_atomically`]), so a failed run
+/// can simply be repeated.
 fn write_secret(path: &Path, secret: &str) -> Result<(), Failure> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path).map_err(|e| {
+    files::create_atomically(path, format!("{secret}\n").as_bytes(), Access::Secret).map_err(|e| {
         Failure::unchecked(match e.kind() {
             std::io::ErrorKind::AlreadyExists => format!(
                 "{} already exists; keygen never overwrites a key",
@@ -70,11 +67,5 @@ fn write_secret(path: &Path, secret: &str) -> Result<(), Failure> {
             ),
             _ => format!("cannot create {}: {e}", path.display()),
         })
-    })?;
-    writeln!(file, "{secret}")
-        .and_then(|()| file.sync_all())
-        .map_err(|e| {
-            let _ = std::fs::remove_file(path);
-            Failure::unchecked(format!("cannot write {}: {e}", path.display()))
-        })
+    })
 }

@@ -4,17 +4,30 @@
 //! checkpoint. A smaller tree, a different root at the same size, or a
 //! failing consistency proof is a security finding carrying both signed
 //! notes and the proof, never a warning. Files are replaced atomically
-//! (write, fsync, rename), so a crash never leaves half a state.
+//! (see [`files`]), so a crash never leaves half a state.
+//!
+//! Each log's state has a lock file, `<dir>/lock`. [`TrustedState::accept`]
+//! reads, checks and writes under it, so two processes sharing a state
+//! (two `verifier checkpoint --state` runs, or one and a monitor) never
+//! interleave: the trusted checkpoint only ever moves forward. A command
+//! that cannot get the lock within [`STATE_LOCK_WAIT`] exits 2.
 
 use super::outcome::Failure;
 use super::remote::Log;
 use crate::checkpoint::SignedCheckpoint;
+use crate::files::{self, Access, FileLock, LockError};
 use crate::keys::VerifierKey;
-use crate::merkle::{verify_consistency, Hash};
+use crate::merkle::Hash;
+use crate::relation::relate;
 use crate::tiles::TiledHashReader;
 use base64::prelude::{Engine as _, BASE64_STANDARD};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long a command waits for another process to finish with a trusted
+/// state before giving up with exit 2 ("state is locked"). Holders keep
+/// the lock for one fetch and check, well under a second on a healthy log.
+pub const STATE_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 /// The state directory of one log, `<state>/<origin, made filename-safe>`.
 pub struct TrustedState {
@@ -89,11 +102,45 @@ impl TrustedState {
             })
     }
 
+    /// Takes this state's lock, waiting up to [`STATE_LOCK_WAIT`] for
+    /// another process to release it. Hold it across fetching a
+    /// checkpoint and [`Locked::accept`], so that what is fetched later is
+    /// also checked later.
+    pub fn lock(&self) -> Result<Locked<'_>, Failure> {
+        let lock = files::lock_within(&self.dir.join("lock"), STATE_LOCK_WAIT).map_err(|e| {
+            Failure::unchecked(match e {
+                LockError::Locked(path) => format!(
+                    "state is locked: {} is held by another process (waited {} s)",
+                    path.display(),
+                    STATE_LOCK_WAIT.as_secs()
+                ),
+                other => other.to_string(),
+            })
+        })?;
+        Ok(Locked {
+            state: self,
+            _lock: lock,
+        })
+    }
+
+    /// Accepts `new` under the state's lock; see [`Locked::accept`].
+    pub fn accept(&self, log: &Log, new: &SignedCheckpoint) -> Result<Acceptance, Failure> {
+        self.lock()?.accept(log, new)
+    }
+}
+
+/// A trusted state while this process holds its lock.
+pub struct Locked<'a> {
+    state: &'a TrustedState,
+    _lock: FileLock,
+}
+
+impl Locked<'_> {
     /// Accepts `new` if it is consistent with the trusted checkpoint,
     /// proving consistency with hashes from the log's tiles, and makes it
     /// the trusted checkpoint.
     pub fn accept(&self, log: &Log, new: &SignedCheckpoint) -> Result<Acceptance, Failure> {
-        let Some(old) = self.trusted()? else {
+        let Some(old) = self.state.trusted()? else {
             self.save(new)?;
             return Ok(Acceptance::First);
         };
@@ -109,7 +156,7 @@ impl TrustedState {
     }
 
     fn save(&self, checkpoint: &SignedCheckpoint) -> Result<(), Failure> {
-        write_atomically(&self.dir.join("checkpoint"), &checkpoint.note)
+        write_atomically(&self.state.dir.join("checkpoint"), &checkpoint.note)
     }
 }
 
@@ -134,47 +181,28 @@ pub fn prove_consistency(
     })
 }
 
-/// Checks that `new` extends `old` with `proof`; anything else is a
-/// security finding carrying both notes and the proof.
+/// Checks that `new` extends `old` with `proof` (see [`relate`]);
+/// anything else is a security finding carrying both notes and the proof.
 pub fn check_consistency(
     old: &SignedCheckpoint,
     new: &SignedCheckpoint,
     proof: &[Hash],
 ) -> Result<(), Failure> {
-    let (a, b) = (&old.checkpoint, &new.checkpoint);
-    let summary = if b.size < a.size {
-        Some(format!(
-            "rollback: the log now shows a tree of size {} after having signed size {}",
-            b.size, a.size
-        ))
-    } else if b.size == a.size && b.root != a.root {
-        Some(format!(
-            "fork: two signed checkpoints for size {} with different roots",
-            a.size
-        ))
-    } else if b.size > a.size {
-        verify_consistency(proof, a.size, a.root, b.size, b.root)
-            .err()
-            .map(|e| {
-                format!(
-                    "the log's tree of size {} does not extend its tree of size {}: {e}",
-                    b.size, a.size
-                )
-            })
-    } else {
-        None
-    };
-    match summary {
-        None => Ok(()),
-        Some(summary) => Err(Failure::security_with(
-            summary,
-            vec![
-                ("trusted checkpoint".into(), old.note_text().to_owned()),
-                ("new checkpoint".into(), new.note_text().to_owned()),
-                ("consistency proof".into(), proof_lines(proof)),
-            ],
-        )),
-    }
+    relate(old, new, proof.to_vec())
+        .map(drop)
+        .map_err(|conflict| {
+            Failure::security_with(
+                conflict.summary(),
+                vec![
+                    (
+                        "trusted checkpoint".into(),
+                        conflict.old.note_text().to_owned(),
+                    ),
+                    ("new checkpoint".into(), conflict.new.note_text().to_owned()),
+                    ("consistency proof".into(), proof_lines(&conflict.proof)),
+                ],
+            )
+        })
 }
 
 /// Proof hashes as base64 lines, as in C2SP proofs.
@@ -186,13 +214,8 @@ pub fn proof_lines(proof: &[Hash]) -> String {
 }
 
 /// Replaces `path` with `bytes` so that a reader sees the old or the new
-/// contents, never a mix, even across a crash.
+/// contents, never a mix, even across a crash (see [`files`]).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
-    let fail =
-        |e: std::io::Error| Failure::unchecked(format!("cannot write {}: {e}", path.display()));
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp).map_err(fail)?;
-    file.write_all(bytes).map_err(fail)?;
-    file.sync_all().map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
+    files::write_atomically(path, bytes, Access::Public)
+        .map_err(|e| Failure::unchecked(format!("cannot write {}: {e}", path.display())))
 }

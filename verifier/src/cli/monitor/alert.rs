@@ -3,8 +3,11 @@
 //! Each split view becomes one evidence file in the evidence directory,
 //! named by [`Evidence::file_name`], so the same conflict found again (by
 //! polling and by gossip, or after a restart) maps to the same file and
-//! alarms once. The file is written atomically and the directory synced
-//! before anyone is told, so an alarm always has its evidence on disk.
+//! alarms once: the file is created with [`files::create_atomically`],
+//! which refuses a name already taken, so one conflict found twice at once
+//! (or by two monitors sharing the directory) alarms once. It is durable,
+//! directory synced, before anyone is told, so an alarm always has its
+//! evidence on disk.
 //! `verifier check-evidence <file> --vkey <log key>` checks it offline.
 //!
 //! Then, with `--on-alert <command>`, the command runs through `sh -c`
@@ -14,11 +17,10 @@
 //! operator marks it handled (see [`Alerts::unresolved`]).
 
 use crate::cli::outcome::Failure;
-use crate::cli::state::write_atomically;
 use crate::evidence::Evidence;
+use crate::files::{self, Access};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 /// The suffix of evidence files; other files in the directory (such as a
 /// `.tmp` left by a crash mid-write) are not evidence.
@@ -28,9 +30,6 @@ const SUFFIX: &str = ".evidence";
 pub struct Alerts {
     dir: PathBuf,
     on_alert: Option<String>,
-    /// Held from "is this file new?" to "it is written", so one conflict
-    /// found twice at once alarms once.
-    writing: Mutex<()>,
 }
 
 /// An evidence file already in the directory.
@@ -51,11 +50,7 @@ impl Alerts {
                 dir.display()
             ))
         })?;
-        Ok(Self {
-            dir,
-            on_alert,
-            writing: Mutex::new(()),
-        })
+        Ok(Self { dir, on_alert })
     }
 
     /// Whether a split view keeps the monitor running (`--on-alert` given).
@@ -95,14 +90,18 @@ impl Alerts {
         let name = evidence.file_name();
         debug_assert!(name.ends_with(SUFFIX));
         let path = self.dir.join(&name);
-        {
-            let _writing = self.writing.lock().expect("evidence lock");
-            if path.exists() {
+        match files::create_atomically(&path, evidence.to_text().as_bytes(), Access::Public) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 tracing::debug!(path = %path.display(), "split view already recorded");
                 return Ok(None);
             }
-            write_atomically(&path, evidence.to_text().as_bytes())?;
-            sync_dir(&self.dir)?;
+            Err(e) => {
+                return Err(Failure::unchecked(format!(
+                    "cannot write {}: {e}",
+                    path.display()
+                )))
+            }
         }
         tracing::error!(
             origin = evidence.origin(),
@@ -115,13 +114,6 @@ impl Alerts {
         }
         Ok(Some(path))
     }
-}
-
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> Result<(), Failure> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Failure::unchecked(format!("cannot sync {}: {e}", dir.display())))
 }
 
 /// Runs `command` for the evidence at `path` in the background and logs

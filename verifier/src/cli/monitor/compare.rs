@@ -11,8 +11,8 @@
 //! A proof that fails is only a split view if it proves one: the tiles are
 //! authenticated by the larger signed root, so a proof that leads to that
 //! root but implies another root for the smaller tree shows the log signed
-//! two histories ([`Evidence::check`] decides, as anyone reading the
-//! evidence file will). A proof that fails without leading to the larger
+//! two histories ([`relate`] decides, as [`Evidence::check`] will for
+//! anyone reading the evidence file). A proof that fails without leading to the larger
 //! root shows only that the log served tiles that do not match its own
 //! signed root: a serious fault, reported as one, but not evidence of a
 //! fork, so it raises no alarm that the evidence file could not back.
@@ -21,9 +21,9 @@ use crate::checkpoint::SignedCheckpoint;
 use crate::cli::outcome::Failure;
 use crate::cli::remote::Log;
 use crate::cli::state::prove_consistency;
-use crate::evidence::{Evidence, Verdict};
-use crate::keys::VerifierKey;
-use crate::merkle::{verify_consistency, Hash, HashReader as _};
+use crate::evidence::Evidence;
+use crate::merkle::{Hash, HashReader as _};
+use crate::relation::relate;
 use crate::tiles::TiledHashReader;
 
 /// What comparing two checkpoints of one log showed.
@@ -35,55 +35,50 @@ pub enum Comparison {
     SplitView(Box<Evidence>),
 }
 
-/// Compares `own` and `other`, both verified under `key`. The larger of the
-/// two must be a tree the log serves tiles for. `context` goes into the
-/// evidence, for people. `Err` says why the comparison could not be made.
+/// Compares `own` and `other`, both verified under the log's key, through
+/// [`relate`]. The larger of the two must be a tree the log serves tiles
+/// for. `context` goes into the evidence, for people. `Err` says why the
+/// comparison could not be made.
 pub fn compare(
     log: &Log,
-    key: &VerifierKey,
     own: &SignedCheckpoint,
     other: &SignedCheckpoint,
     context: &str,
 ) -> Result<Comparison, String> {
-    let (a, b) = (&own.checkpoint, &other.checkpoint);
-    if a.size == b.size {
-        return Ok(if a.root == b.root {
-            Comparison::Consistent
-        } else {
-            Comparison::SplitView(Box::new(Evidence::split_view(
-                own,
-                other,
-                Vec::new(),
-                context,
-            )))
-        });
-    }
-    let (small, large) = if a.size < b.size {
+    let (small, large) = if own.checkpoint.size <= other.checkpoint.size {
         (own, other)
     } else {
         (other, own)
     };
-    let (m, n) = (small.checkpoint.size, large.checkpoint.size);
-    let proof = prove_consistency(log, small, large).map_err(reason)?;
-    if verify_consistency(&proof, m, small.checkpoint.root, n, large.checkpoint.root).is_ok() {
+    let proof = evidence_proof(log, small, large)?;
+    let Err(conflict) = relate(small, large, proof) else {
         return Ok(Comparison::Consistent);
-    }
-    let evidence = Evidence::split_view(own, other, evidence_proof(log, m, n, proof)?, context);
-    match evidence.check(key) {
-        Ok(Verdict::Proven { .. }) => Ok(Comparison::SplitView(Box::new(evidence))),
-        Ok(Verdict::NotProven { reason }) => Err(format!(
-            "the consistency proof {m} → {n} built from the log's tiles fails, but proves \
-             no fork ({reason}): the log serves tiles that do not match its signed root"
+    };
+    match conflict.split_view(context) {
+        Some(evidence) => Ok(Comparison::SplitView(Box::new(evidence))),
+        None => Err(format!(
+            "the consistency proof {} → {} built from the log's tiles fails, but proves \
+             no fork ({}): the log serves tiles that do not match its signed root",
+            small.checkpoint.size,
+            large.checkpoint.size,
+            conflict.summary()
         )),
-        Err(e) => Err(format!("the evidence for {m} → {n} does not check: {e}")),
     }
 }
 
-/// The proof as evidence files carry it: RFC 9162's, preceded by the
-/// larger tree's root over its first `m` leaves when `m` is a power of two
-/// (RFC 9162 leaves that hash out, and without it no fork can be shown).
-fn evidence_proof(log: &Log, m: u64, n: u64, proof: Vec<Hash>) -> Result<Vec<Hash>, String> {
-    if !m.is_power_of_two() {
+/// The proof from `small` to `large` as evidence files carry it: RFC
+/// 9162's, built from the log's tiles, preceded by the larger tree's root
+/// over its first `m` leaves when `m` is a power of two (RFC 9162 leaves
+/// that hash out, and without it no fork can be shown). Empty for equal
+/// sizes, which the two notes decide alone, and from the empty tree.
+fn evidence_proof(
+    log: &Log,
+    small: &SignedCheckpoint,
+    large: &SignedCheckpoint,
+) -> Result<Vec<Hash>, String> {
+    let (m, n) = (small.checkpoint.size, large.checkpoint.size);
+    let proof = prove_consistency(log, small, large).map_err(reason)?;
+    if m == 0 || m == n || !m.is_power_of_two() {
         return Ok(proof);
     }
     let level = u8::try_from(m.trailing_zeros()).expect("at most 63");
@@ -105,6 +100,7 @@ fn reason(failure: Failure) -> String {
 mod tests {
     use super::*;
     use crate::checkpoint::Checkpoint;
+    use crate::evidence::Verdict;
     use crate::keys::SigningKey;
     use crate::merkle::leaf_hash;
     use crate::tile_builder::{MemoryTiles, TileBuilder};
@@ -185,7 +181,7 @@ mod tests {
     }
 
     fn check(log: &Log, own: &SignedCheckpoint, other: &SignedCheckpoint) -> Comparison {
-        compare(log, &log_key().verifier_key(), own, other, "unit test").unwrap()
+        compare(log, own, other, "unit test").unwrap()
     }
 
     fn assert_proven(comparison: Comparison) -> Evidence {
@@ -263,14 +259,7 @@ mod tests {
         let (tiles, own) = tree(40, 40, "a");
         let (_, other) = tree(20, 3, "b");
         let log = serve(tiles, true);
-        let error = compare(
-            &log,
-            &log_key().verifier_key(),
-            &own[40],
-            &other[20],
-            "unit test",
-        )
-        .unwrap_err();
+        let error = compare(&log, &own[40], &other[20], "unit test").unwrap_err();
         assert!(error.contains("proves no fork"), "{error}");
     }
 
@@ -278,14 +267,7 @@ mod tests {
     fn missing_tiles_are_an_error_not_a_verdict() {
         let (_, own) = tree(40, 40, "a");
         let log = serve(MemoryTiles::default(), false);
-        let error = compare(
-            &log,
-            &log_key().verifier_key(),
-            &own[40],
-            &own[20],
-            "unit test",
-        )
-        .unwrap_err();
+        let error = compare(&log, &own[40], &own[20], "unit test").unwrap_err();
         assert!(error.contains("tile"), "{error}");
     }
 }

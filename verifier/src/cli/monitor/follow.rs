@@ -291,7 +291,7 @@ impl FollowedLog {
             own.checkpoint.size,
             other.checkpoint.size
         );
-        compare(&self.log, &self.key, own, other, &context)
+        compare(&self.log, own, other, &context)
     }
 }
 

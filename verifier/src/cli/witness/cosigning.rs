@@ -14,23 +14,34 @@
 //! 6. the consistency proof must lead from the last cosigned checkpoint
 //!    to the new one (else 422).
 //!
+//! Steps 5 and 6 are [`decide`], the verdict the monitor and the trusted
+//! state reach too; before the first cosignature the witness holds the
+//! empty tree.
+//!
 //! Steps 4 to 6 and the write of the new state happen under one lock per
 //! origin, in a task of their own: two requests can never both advance
 //! from the same size, and a client that hangs up mid-write cannot leave
 //! the file and the memory disagreeing. The cosignature leaves only once
-//! the new state is durable.
+//! the new state is durable. Another process can never advance it either:
+//! the witness holds an exclusive lock on its state directory
+//! (`witness.lock`) for its whole life, and a second one refuses to start.
 
 use super::state::CosignedFile;
-use crate::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
 use crate::cli::outcome::Failure;
 use crate::cosignature::{CosignerSigningKey, CosignerVerifierKey};
+use crate::files::{self, FileLock, LockError};
 use crate::keys::VerifierKey;
-use crate::merkle::{verify_consistency, EMPTY_HASH};
+use crate::merkle::EMPTY_HASH;
+use crate::relation::{decide, Relation};
 use crate::witness_protocol::{encode_cosignatures, AddCheckpointRequest, AddCheckpointStatus};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use tokio::sync::Mutex;
+
+/// The lock file in the state directory that one witness process holds.
+const LOCK_FILE: &str = "witness.lock";
 
 /// Why a checkpoint was not cosigned. Each variant is one status of the
 /// protocol, and its message says what the client got wrong.
@@ -110,6 +121,10 @@ impl std::fmt::Display for Refusal {
 pub struct Witness {
     cosigner: CosignerSigningKey,
     logs: HashMap<String, Arc<WitnessedLog>>,
+    /// The lock on the state directory, held for the witness's life: a
+    /// second process on the same state could cosign the other side of a
+    /// fork, since the in-memory lock below only orders this process.
+    _lock: FileLock,
 }
 
 /// One witnessed log.
@@ -131,6 +146,7 @@ impl Witness {
         log_keys: Vec<VerifierKey>,
         state_dir: &Path,
     ) -> Result<Self, Failure> {
+        let lock = lock_state(state_dir)?;
         let mut logs = HashMap::new();
         for key in log_keys {
             let origin = key.name().to_owned();
@@ -151,8 +167,17 @@ impl Witness {
             let latest = Mutex::new(latest);
             logs.insert(origin, Arc::new(WitnessedLog { key, file, latest }));
         }
-        super::state::sync_dir(state_dir).map_err(Failure::unchecked)?;
-        Ok(Self { cosigner, logs })
+        files::sync_dir(state_dir).map_err(|e| {
+            Failure::unchecked(format!(
+                "cannot sync directory {}: {e}",
+                state_dir.display()
+            ))
+        })?;
+        Ok(Self {
+            cosigner,
+            logs,
+            _lock: lock,
+        })
     }
 
     /// The key clients and logs verify this witness's cosignatures with.
@@ -195,17 +220,23 @@ impl WitnessedLog {
         signed: SignedCheckpoint,
     ) -> Result<Vec<u8>, Refusal> {
         let mut latest = self.latest.lock().await;
-        let (size, root) = latest
-            .as_ref()
-            .map_or((0, EMPTY_HASH), |c| (c.checkpoint.size, c.checkpoint.root));
-        let new = &signed.checkpoint;
+        let cosigned = latest.as_ref().map_or_else(
+            || Checkpoint {
+                origin: signed.checkpoint.origin.clone(),
+                size: 0,
+                root: EMPTY_HASH,
+            },
+            |c| c.checkpoint.clone(),
+        );
+        let (size, new) = (cosigned.size, &signed.checkpoint);
         if request.old_size() != size {
             return Err(Refusal::StaleOldSize {
                 old_size: request.old_size(),
                 cosigned: size,
             });
         }
-        if new.size == size && new.root != root {
+        let relation = decide(&cosigned, new, request.proof());
+        if let Relation::Fork { .. } = relation {
             tracing::warn!(
                 origin = %new.origin,
                 size,
@@ -214,14 +245,14 @@ impl WitnessedLog {
             );
             return Err(Refusal::RootMismatch { size });
         }
-        verify_consistency(request.proof(), size, root, new.size, new.root).map_err(|e| {
+        if !relation.is_consistent() {
             tracing::warn!(
                 origin = %new.origin,
                 request = %String::from_utf8_lossy(&request.to_body()),
-                "refused an inconsistent checkpoint: {e}"
+                "refused an inconsistent checkpoint: {relation}"
             );
-            Refusal::Inconsistent(e.to_string())
-        })?;
+            return Err(Refusal::Inconsistent(relation.to_string()));
+        }
         let cosignature = cosigner
             .cosign(request.checkpoint_body(), now()?)
             .map_err(|e| Refusal::Internal(e.to_string()))?;
@@ -237,6 +268,27 @@ impl WitnessedLog {
         *latest = Some(signed);
         Ok(encode_cosignatures(&[cosignature]))
     }
+}
+
+/// Takes the exclusive lock on `state_dir` (creating it if needed), or
+/// says which process-wide rule refuses a second witness on it.
+fn lock_state(state_dir: &Path) -> Result<FileLock, Failure> {
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        Failure::unchecked(format!(
+            "cannot create state directory {}: {e}",
+            state_dir.display()
+        ))
+    })?;
+    files::try_lock(&state_dir.join(LOCK_FILE)).map_err(|e| {
+        Failure::unchecked(match e {
+            LockError::Locked(_) => format!(
+                "--state {} is in use by another `verifier witness` ({e}); one witness \
+                 process per state, or it could cosign both sides of a fork",
+                state_dir.display()
+            ),
+            other => other.to_string(),
+        })
+    })
 }
 
 /// A note that did not verify under the origin's key: 403 when no

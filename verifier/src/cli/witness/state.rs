@@ -5,19 +5,20 @@
 //! or rolling back that file would let the witness cosign both sides of a
 //! split view, so it lives in `<state>/<origin, made filename-safe>+<key
 //! id>/cosigned` (the per-log directory [`TrustedState`] names), is
-//! replaced atomically (write, fsync, rename, fsync the directory), and is
+//! replaced atomically through [`files::write_atomically`] (a unique
+//! temporary file, fsync, rename, fsync of the directory), and is
 //! re-verified with the log's key whenever it is read.
 
 use crate::checkpoint::SignedCheckpoint;
 use crate::cli::outcome::Failure;
-use crate::cli::state::{write_atomically, TrustedState};
+use crate::cli::state::TrustedState;
+use crate::files::{self, Access};
 use crate::keys::VerifierKey;
 use std::path::{Path, PathBuf};
 
 /// The file holding one log's last cosigned checkpoint note.
 #[derive(Clone, Debug)]
 pub struct CosignedFile {
-    dir: PathBuf,
     path: PathBuf,
     key: VerifierKey,
 }
@@ -31,7 +32,6 @@ impl CosignedFile {
         let dir = TrustedState::open(state_dir, key)?.dir().to_path_buf();
         Ok(Self {
             path: dir.join("cosigned"),
-            dir,
             key: key.clone(),
         })
     }
@@ -69,20 +69,9 @@ impl CosignedFile {
     /// Makes `checkpoint` the last cosigned one, durably: when this returns
     /// `Ok`, a crash or power loss can no longer bring back the old file.
     pub fn store(&self, checkpoint: &SignedCheckpoint) -> Result<(), String> {
-        write_atomically(&self.path, &checkpoint.note).map_err(|failure| match failure {
-            Failure::Unchecked(reason) => reason,
-            Failure::Security(finding) => finding.summary,
-        })?;
-        sync_dir(&self.dir)
+        files::write_atomically(&self.path, &checkpoint.note, Access::Public)
+            .map_err(|e| format!("cannot write witness state {}: {e}", self.path.display()))
     }
-}
-
-/// Flushes a directory's entries, so that a rename or a new file in it
-/// survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<(), String> {
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| format!("cannot sync directory {}: {e}", dir.display()))
 }
 
 #[cfg(test)]
@@ -101,8 +90,14 @@ mod tests {
         let reopened = CosignedFile::open(tmp.path(), &log_key().verifier_key()).unwrap();
         assert_eq!(reopened.load(), Ok(Some(signed)));
         assert!(reopened.path().ends_with("cosigned"));
-        assert!(
-            !reopened.path().with_extension("tmp").exists(),
+        let dir = reopened.path().parent().unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            ["cosigned"],
             "the temporary file was renamed into place"
         );
     }
