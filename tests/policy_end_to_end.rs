@@ -94,7 +94,13 @@ impl Setup {
         std::fs::write(&allowlist, keys.allowlist()).unwrap();
         std::fs::write(dir.path().join("policy.toml"), keys.policy()).unwrap();
         for (name, key) in [("etl.key", &keys.etl), ("release.key", &keys.release)] {
-            std::fs::write(dir.path().join(name), key.to_signer_string()).unwrap();
+            // Secret keys must be private, or the verifier refuses them.
+            verifier::files::write_atomically(
+                &dir.path().join(name),
+                key.to_signer_string().as_bytes(),
+                verifier::files::Access::Secret,
+            )
+            .unwrap();
         }
         let server = LogServer::start(
             &dir.path().join("log"),
