@@ -17,8 +17,14 @@
 //!
 //! Work on one log is serialised by a lock, so the trusted state is never
 //! written by two checks at once.
+//!
+//! A peer repeating checkpoints costs the log nothing: a tree already
+//! compared is remembered ([`Settled`]) and not compared again, and a tree
+//! already waiting for the log to reach it does not make the monitor
+//! fetch the log's checkpoint again.
 
 use super::compare::{compare, Comparison};
+use super::settled::Settled;
 use crate::checkpoint::SignedCheckpoint;
 use crate::cli::outcome::Failure;
 use crate::cli::remote::Log;
@@ -45,6 +51,8 @@ struct View {
     state: TrustedState,
     own: Option<SignedCheckpoint>,
     ahead: Vec<Offered>,
+    /// Trees compared already, the own views among them.
+    settled: Settled,
 }
 
 /// A peer's checkpoint waiting for the log to reach its size.
@@ -73,6 +81,10 @@ impl FollowedLog {
             key,
             published: Mutex::new(own.clone()),
             view: Mutex::new(View {
+                settled: own.iter().fold(Settled::default(), |mut settled, own| {
+                    settled.insert(own.checkpoint.size, &own.checkpoint.root);
+                    settled
+                }),
                 state,
                 own,
                 ahead: Vec::new(),
@@ -111,6 +123,10 @@ impl FollowedLog {
     pub fn check_offered(&self, offered: SignedCheckpoint, from: &str) -> Checked {
         let mut view = self.view.lock().expect("view lock");
         let mut checked = Checked::default();
+        let tree = (offered.checkpoint.size, offered.checkpoint.root);
+        if view.settled.contains(tree.0, &tree.1) || is_waiting(&view, &offered) {
+            return checked;
+        }
         let behind = |view: &View| {
             view.own
                 .as_ref()
@@ -136,13 +152,16 @@ impl FollowedLog {
             .own
             .clone()
             .expect("not behind, so there is an own view");
-        if let Err(reason) = self.compare_into(&own, &offered, from, &mut checked) {
-            tracing::warn!(
-                log = self.log.url(),
-                "cannot check the checkpoint of size {} from {from} yet: {reason}",
-                offered.checkpoint.size
-            );
-            remember(&mut view, offered, from);
+        match self.compare_into(&own, &offered, from, &mut checked) {
+            Ok(()) => view.settled.insert(tree.0, &tree.1),
+            Err(reason) => {
+                tracing::warn!(
+                    log = self.log.url(),
+                    "cannot check the checkpoint of size {} from {from} yet: {reason}",
+                    offered.checkpoint.size
+                );
+                remember(&mut view, offered, from);
+            }
         }
         checked
     }
@@ -238,6 +257,8 @@ impl FollowedLog {
             served.checkpoint.size
         );
         *self.published.lock().expect("view lock") = Some(served.clone());
+        view.settled
+            .insert(served.checkpoint.size, &served.checkpoint.root);
         view.own = Some(served);
         checked.advanced = true;
     }
@@ -253,13 +274,18 @@ impl FollowedLog {
         view.ahead = waiting;
         for offered in ready {
             let Offered { checkpoint, from } = offered;
-            if let Err(reason) = self.compare_into(&own, &checkpoint, &from, checked) {
-                tracing::warn!(
-                    log = self.log.url(),
-                    "cannot check the remembered checkpoint of size {} from {from} yet: {reason}",
-                    checkpoint.checkpoint.size
-                );
-                remember(view, checkpoint, &from);
+            match self.compare_into(&own, &checkpoint, &from, checked) {
+                Ok(()) => view
+                    .settled
+                    .insert(checkpoint.checkpoint.size, &checkpoint.checkpoint.root),
+                Err(reason) => {
+                    tracing::warn!(
+                        log = self.log.url(),
+                        "cannot check the remembered checkpoint of size {} from {from} yet: {reason}",
+                        checkpoint.checkpoint.size
+                    );
+                    remember(view, checkpoint, &from);
+                }
             }
         }
     }
@@ -295,14 +321,18 @@ impl FollowedLog {
     }
 }
 
+/// Whether `checkpoint`'s tree is already kept for a later poll.
+fn is_waiting(view: &View, checkpoint: &SignedCheckpoint) -> bool {
+    view.ahead.iter().any(|o| {
+        o.checkpoint.checkpoint.size == checkpoint.checkpoint.size
+            && o.checkpoint.checkpoint.root == checkpoint.checkpoint.root
+    })
+}
+
 /// Keeps `checkpoint` for a later poll, once per tree, and at most
 /// [`MAX_AHEAD`] of them, the smallest. Returns whether it is newly kept.
 fn remember(view: &mut View, checkpoint: SignedCheckpoint, from: &str) -> bool {
-    let known = view.ahead.iter().any(|o| {
-        o.checkpoint.checkpoint.size == checkpoint.checkpoint.size
-            && o.checkpoint.checkpoint.root == checkpoint.checkpoint.root
-    });
-    if known {
+    if is_waiting(view, &checkpoint) {
         return false;
     }
     let size = checkpoint.checkpoint.size;

@@ -9,16 +9,26 @@
 //! that sends [`BAD_MESSAGES_BEFORE_COOL_DOWN`] of them is left alone for
 //! [`COOL_DOWN`]: the server answers it `RESOURCE_EXHAUSTED`, the client
 //! stops calling it. Peers are told apart by IP address on the server side
-//! (a peer may reconnect from any port) and by URL on the client side.
+//! (a peer may reconnect from any port; an IPv6 /64, which one host
+//! usually holds whole, counts as one address) and by URL on the client
+//! side.
+//!
+//! Every message, good or bad, also costs its sender one token of a
+//! bucket per address ([`RateLimiter`]) holding `--gossip-burst` tokens
+//! and refilled at `--gossip-rate` per second; a message without a token
+//! is answered `RESOURCE_EXHAUSTED` with when to retry, and counted. What
+//! the messages carry cannot make the monitor load its logs either: a
+//! checkpoint already compared is not compared again (see [`super::follow`]).
 
 use super::intake::{self, MAX_MESSAGE_BYTES};
 use super::logs::{Logs, Received};
-use super::peers::PeerLimiter;
+use super::peers::{PeerLimiter, RateLimiter};
 use crate::cli::outcome::Failure;
 use crate::proto::gossip_client::GossipClient;
 use crate::proto::gossip_server::{Gossip, GossipServer};
 use crate::proto::{ExchangeRequest, ExchangeResponse};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
@@ -36,19 +46,57 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Calls one peer connection may have in progress at once.
 const CALLS_PER_CONNECTION: usize = 4;
 
+/// How many gossip messages each peer address may send.
+#[derive(Debug, Clone, Copy)]
+pub struct GossipRate {
+    /// Messages per second, once the burst is spent.
+    pub per_second: f64,
+    /// Messages at once.
+    pub burst: u32,
+}
+
 /// The server side of `Exchange`.
 pub struct GossipService {
     logs: Arc<Logs>,
     limiter: Mutex<PeerLimiter<IpAddr>>,
+    rate: Mutex<RateLimiter<IpAddr>>,
+    /// Messages refused for going over the rate, since start.
+    over_rate: AtomicU64,
 }
 
 impl GossipService {
-    /// Answers with the own views of `logs` and checks what callers send.
-    pub fn new(logs: Arc<Logs>) -> Self {
+    /// Answers with the own views of `logs` and checks what callers send,
+    /// at most `rate` messages per peer address.
+    pub fn new(logs: Arc<Logs>, rate: GossipRate) -> Self {
         Self {
             logs,
             limiter: Mutex::new(PeerLimiter::new(BAD_MESSAGES_BEFORE_COOL_DOWN, COOL_DOWN)),
+            rate: Mutex::new(RateLimiter::new(rate.per_second, rate.burst)),
+            over_rate: AtomicU64::new(0),
         }
+    }
+
+    /// Takes a token for a message from `ip`, or refuses the message.
+    fn admit(&self, ip: IpAddr) -> Result<(), Status> {
+        let checked = self
+            .rate
+            .lock()
+            .expect("rate lock")
+            .check(&ip, Instant::now());
+        let Err(over) = checked else {
+            return Ok(());
+        };
+        let refused = self.over_rate.fetch_add(1, Ordering::Relaxed) + 1;
+        if over.first {
+            tracing::warn!(
+                "peer {ip} sends gossip faster than allowed; refusing what goes over \
+                 ({refused} messages refused for the rate since start)"
+            );
+        }
+        Err(Status::resource_exhausted(format!(
+            "gossip rate exceeded for {ip}; retry in {} ms",
+            over.retry_after.as_millis().max(1)
+        )))
     }
 
     fn bad_message(&self, ip: Option<IpAddr>) {
@@ -71,8 +119,9 @@ impl Gossip for GossipService {
         request: Request<ExchangeRequest>,
     ) -> Result<Response<ExchangeResponse>, Status> {
         let peer = request.remote_addr();
-        let ip = peer.map(|addr| addr.ip());
+        let ip = peer.map(|addr| address_of(addr.ip()));
         if let Some(ip) = ip {
+            self.admit(ip)?;
             let blocked = self
                 .limiter
                 .lock()
@@ -125,6 +174,19 @@ pub async fn serve(listener: tokio::net::TcpListener, service: GossipService) ->
         Ok(()) => "the gossip server stopped".to_owned(),
         Err(e) => format!("the gossip server failed: {e}"),
     })
+}
+
+/// The address a peer is limited by: its IP address, or for IPv6 its /64
+/// (one host usually holds a whole /64, so it cannot pick a fresh address
+/// for each message).
+fn address_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX)))
+        }
+        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+        v4 => v4,
+    }
 }
 
 /// The monitors this one calls each round.
@@ -252,5 +314,24 @@ async fn exchange(peer: &Peer, logs: Arc<Logs>, offer: Vec<String>) -> Called {
         }
         Ok(Err(reason)) => Called::Bad(reason),
         Err(e) => Called::Failed(format!("checking the answer failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ipv6_host_is_one_address_whatever_its_interface_id() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_of(a), address_of(b));
+        assert_eq!(address_of(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
+        assert_ne!(address_of(a), address_of(other));
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(address_of(v4), v4);
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(address_of(mapped), v4);
     }
 }

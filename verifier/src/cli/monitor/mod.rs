@@ -30,12 +30,13 @@ mod gossip;
 mod intake;
 mod logs;
 mod peers;
+mod settled;
 
 use super::outcome::{Failure, Outcome, Report};
 use super::remote::{verifier_key, Log};
 use alert::Alerts;
 use follow::FollowedLog;
-use gossip::{GossipService, Peers};
+use gossip::{GossipRate, GossipService, Peers};
 use logs::Logs;
 use serde_json::json;
 use std::io::Write as _;
@@ -62,6 +63,15 @@ pub struct Args {
     /// Where to serve gossip (gRPC), e.g. 127.0.0.1:7400; port 0 picks one.
     #[arg(long)]
     listen: SocketAddr,
+    /// Gossip messages each peer address (an IPv6 /64 counts as one) may
+    /// send per second once its burst is spent; more are answered
+    /// RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = 20.0, value_name = "MESSAGES", value_parser = positive_rate)]
+    gossip_rate: f64,
+    /// Gossip messages a peer address may send at once before
+    /// --gossip-rate applies.
+    #[arg(long, default_value_t = 60, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
+    gossip_burst: u32,
     /// Another monitor's gossip URL, http://host:port; repeatable.
     #[arg(long = "peer")]
     peers: Vec<String>,
@@ -94,6 +104,14 @@ pub fn run(args: Args) -> Outcome {
         .build()
         .map_err(|e| Failure::unchecked(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(monitor(args, followed, alerts))
+}
+
+/// A `--gossip-rate`: a positive, finite number of messages per second.
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!("{text:?} is not a positive number of messages per second")),
+    }
 }
 
 /// Opens each `--log` with its `--vkey` and its trusted state.
@@ -175,7 +193,13 @@ async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outc
         .map_err(|e| Failure::unchecked(format!("--listen {}: {e}", args.listen)))?;
     let mut server = tokio::spawn(gossip::serve(
         listener,
-        GossipService::new(Arc::clone(&logs)),
+        GossipService::new(
+            Arc::clone(&logs),
+            GossipRate {
+                per_second: args.gossip_rate,
+                burst: args.gossip_burst,
+            },
+        ),
     ));
     tracing::info!(
         "following {} log(s), gossiping with {} peer(s) every {} ms",
