@@ -5,7 +5,8 @@
 //! request to the response, is a plain function over a [`Log`].
 
 use tonic::Status;
-use verifier::keys::is_key_id;
+use verifier::event::MAX_TEXT_LEN;
+use verifier::keys::{is_key_id, MAX_KEY_ID_LEN};
 use verifier::proto::{
     find_entries_request::Key, FindEntriesRequest, FindEntriesResponse, FoundEntry,
 };
@@ -89,8 +90,18 @@ fn lookup_key(key: Option<Key>) -> Result<LookupKey, Status> {
         Some(Key::FlowId(id)) if id.is_empty() => {
             Err(Status::invalid_argument("flow_id: must not be empty"))
         }
+        Some(Key::FlowId(id)) if id.len() > MAX_TEXT_LEN => Err(Status::invalid_argument(format!(
+            "flow_id: {} bytes; at most {MAX_TEXT_LEN}",
+            id.len()
+        ))),
         Some(Key::FlowId(id)) => Ok(LookupKey::Flow(id)),
         Some(Key::SubmitterKeyId(key_id)) if is_key_id(&key_id) => Ok(LookupKey::Submitter(key_id)),
+        Some(Key::SubmitterKeyId(key_id)) if key_id.len() > MAX_KEY_ID_LEN => {
+            Err(Status::invalid_argument(format!(
+                "submitter_key_id: {} bytes; a key id is at most {MAX_KEY_ID_LEN}",
+                key_id.len()
+            )))
+        }
         Some(Key::SubmitterKeyId(key_id)) => Err(Status::invalid_argument(format!(
             "submitter_key_id: {key_id:?} is not <name>+<8 hex digits>"
         ))),
@@ -289,6 +300,11 @@ mod tests {
                 Some(Key::SubmitterKeyId("alice+0102030G".into())),
                 "submitter_key_id:",
             ),
+            (
+                Some(Key::SubmitterKeyId(format!("{}+01020304", "a".repeat(300)))),
+                "submitter_key_id: 309 bytes",
+            ),
+            (Some(Key::FlowId("f".repeat(1025))), "flow_id: 1025 bytes"),
         ];
         for (key, field) in cases {
             let request = FindEntriesRequest {
