@@ -116,14 +116,15 @@ fn find_releases(
         let mut found = Vec::new();
         let mut start_index = 0;
         loop {
-            let page = client
-                .find_entries(FindEntriesRequest {
-                    key: Some(Key::ArtifactSha256(digest.to_vec())),
-                    tree_size: size,
-                    start_index,
-                    limit: 0,
-                })
-                .await
+            let request = FindEntriesRequest {
+                key: Some(Key::ArtifactSha256(digest.to_vec())),
+                tree_size: size,
+                start_index,
+                limit: 0,
+            };
+            let page = log
+                .rpc("FindEntries", client.find_entries(request))
+                .await?
                 .map_err(|status| {
                     Failure::unchecked(format!(
                         "FindEntries on {}: {}: {}",

@@ -191,13 +191,13 @@ fn locate(
     what: &str,
 ) -> Result<crate::proto::GetInclusionProofResponse, Failure> {
     super::block_on(async {
-        grpc(log)
+        let mut client = grpc(log).await?;
+        let request = GetInclusionProofRequest {
+            leaf: Some(leaf),
+            tree_size: size,
+        };
+        log.rpc("GetInclusionProof", client.get_inclusion_proof(request))
             .await?
-            .get_inclusion_proof(GetInclusionProofRequest {
-                leaf: Some(leaf),
-                tree_size: size,
-            })
-            .await
             .map(tonic::Response::into_inner)
             .map_err(|s| match s.code() {
                 tonic::Code::NotFound => {
