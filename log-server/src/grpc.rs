@@ -6,15 +6,20 @@
 //! OUT_OF_RANGE and NOT_FOUND mean the log does not (yet) hold what was
 //! asked; INTERNAL means the operator has a storage problem.
 
+use crate::admission::Budgets;
+use crate::entry_stream::{ReadGate, ReadLimits};
 use crate::log::{Log, ReadError};
 use crate::sequencer::{SequenceError, Sequenced, Sequencer, Submission};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use verifier::event::{check_submission, event_id, SubmissionError};
 use verifier::keys::KeyRing;
+use verifier::serving::ConnectionId;
 use verifier::proto::{
     self, append_result, get_inclusion_proof_request::Leaf, AppendBatchRequest,
     AppendBatchResponse, AppendError, AppendRequest, AppendResponse, AppendResult,
@@ -25,8 +30,6 @@ use verifier::proto::{
 
 /// The most events one `AppendBatch` may carry.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
-/// Entries read from storage per step of a `GetEntries` stream.
-const ENTRIES_CHUNK: u64 = 256;
 
 /// The gRPC face of one log.
 #[derive(Clone)]
@@ -34,6 +37,10 @@ pub struct LogService {
     log: Arc<Log>,
     sequencer: Arc<Sequencer>,
     allowlist: Arc<KeyRing>,
+    /// Bounds `GetEntries` and `FindEntries`.
+    reads: ReadGate,
+    /// What appends may cost, per connection and per key.
+    budgets: Arc<Budgets>,
 }
 
 impl LogService {
@@ -44,12 +51,44 @@ impl LogService {
             log,
             sequencer,
             allowlist,
+            reads: ReadGate::new(ReadLimits::default()),
+            budgets: Arc::new(Budgets::new(crate::admission::BudgetConfig::default())),
         }
     }
 
-    /// Validates and queues one submission; the receiver yields its fate.
-    fn enqueue(&self, signed: SignedEvent) -> Result<Pending, Status> {
-        check_submission(&signed, &self.allowlist).map_err(submission_status)?;
+    /// The same service with `budgets` for appends instead of the
+    /// defaults.
+    #[must_use]
+    pub fn with_budgets(mut self, budgets: Arc<Budgets>) -> Self {
+        self.budgets = budgets;
+        self
+    }
+
+    /// The same service with `limits` on entry reads instead of the
+    /// defaults.
+    #[must_use]
+    pub fn with_read_limits(mut self, limits: ReadLimits) -> Self {
+        self.reads = ReadGate::new(limits);
+        self
+    }
+
+    /// Validates and queues one submission from `connection`, within its
+    /// budgets; the receiver yields its fate.
+    fn enqueue(
+        &self,
+        signed: SignedEvent,
+        connection: Option<ConnectionId>,
+    ) -> Result<Pending, Status> {
+        self.budgets.failures_allowed(connection)?;
+        match check_submission(&signed, &self.allowlist) {
+            Ok(_) => {}
+            Err(error @ SubmissionError::BadSignature(_)) => {
+                self.budgets.charge_failures(connection, 1);
+                return Err(submission_status(error));
+            }
+            Err(error) => return Err(submission_status(error)),
+        }
+        self.budgets.charge_key(&signed.key_id, 1)?;
         self.queue(signed)
     }
 
@@ -99,11 +138,13 @@ impl proto::log_server::Log for LogService {
         &self,
         request: Request<AppendRequest>,
     ) -> Result<Response<AppendResponse>, Status> {
+        let connection = request.extensions().get::<ConnectionId>().copied();
+        self.budgets.request(connection)?;
         let signed = request
             .into_inner()
             .event
             .ok_or_else(|| Status::invalid_argument("event: required"))?;
-        let rx = self.enqueue(signed)?;
+        let rx = self.enqueue(signed, connection)?;
         Ok(Response::new(self.complete(rx).await?))
     }
 
@@ -111,6 +152,8 @@ impl proto::log_server::Log for LogService {
         &self,
         request: Request<AppendBatchRequest>,
     ) -> Result<Response<AppendBatchResponse>, Status> {
+        let connection = request.extensions().get::<ConnectionId>().copied();
+        self.budgets.request(connection)?;
         let events = request.into_inner().events;
         if events.len() > MAX_BATCH_EVENTS {
             return Err(Status::invalid_argument(format!(
@@ -121,13 +164,25 @@ impl proto::log_server::Log for LogService {
         // Check every signature first, on every core and off the async
         // workers, then queue the valid events back to back, so one batch
         // request lands in as few sequencer batches as the queue allows.
+        // A connection that has spent its failed-signature budget has
+        // nothing checked; one with some left has checks stop once that
+        // many failed, and pays for the failures it caused.
+        let allowance = self.budgets.failures_allowed(connection)?;
         let allowlist = Arc::clone(&self.allowlist);
-        let checked = tokio::task::spawn_blocking(move || check_in_parallel(events, &allowlist))
-            .await
-            .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        let (checked, failures) = tokio::task::spawn_blocking(move || {
+            check_in_parallel(events, &allowlist, allowance)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        self.budgets.charge_failures(connection, failures);
         let queued: Vec<_> = checked
             .into_iter()
-            .map(|outcome| outcome.and_then(|signed| self.queue(signed)))
+            .map(|outcome| {
+                outcome.and_then(|signed| {
+                    self.budgets.charge_key(&signed.key_id, 1)?;
+                    self.queue(signed)
+                })
+            })
             .collect();
         let mut results = Vec::with_capacity(queued.len());
         for outcome in queued {
@@ -226,11 +281,14 @@ impl proto::log_server::Log for LogService {
     ) -> Result<Response<FindEntriesResponse>, Status> {
         let log = Arc::clone(&self.log);
         let request = request.into_inner();
+        let permit = self.reads.admit()?;
         // Confirming candidates and building proofs reads storage: keep it
         // off the async workers.
-        let response =
-            tokio::task::spawn_blocking(move || crate::find_entries::find_entries(&log, request))
-                .await
+        let response = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            crate::find_entries::find_entries(&log, request)
+        })
+        .await
                 .map_err(|e| Status::internal(format!("lookup task failed: {e}")))??;
         Ok(Response::new(response))
     }
@@ -255,41 +313,25 @@ impl proto::log_server::Log for LogService {
                 request.start
             )));
         }
-        let end = request.end.min(size);
         let log = Arc::clone(&self.log);
-        let (tx, rx) = tokio::sync::mpsc::channel(ENTRIES_CHUNK as usize);
-        tokio::spawn(async move {
-            let mut start = request.start;
-            while start < end {
-                let chunk_end = (start + ENTRIES_CHUNK).min(end);
-                let chunk = match log.entries(start, chunk_end) {
-                    Ok(chunk) => chunk,
-                    Err(e) => {
-                        let _ = tx.send(Err(read_status(e))).await;
-                        return;
-                    }
-                };
-                for (index, data) in (start..).zip(chunk) {
-                    if tx.send(Ok(LeafEntry { index, data })).await.is_err() {
-                        return;
-                    }
-                }
-                start = chunk_end;
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        let read = Box::new(move |start, end| log.entries(start, end).map_err(read_status));
+        let stream = self
+            .reads
+            .entries(request.start, request.end.min(size), read)?;
+        Ok(Response::new(Box::pin(stream)))
     }
 }
 
 /// Checks submissions on as many threads as there are cores, keeping
 /// their order: signature verification is nearly all of the cost of
 /// admission, and one batch request should not be limited to one core.
+/// Once `allowance` signatures have failed, the remaining events are
+/// refused unchecked. Returns the outcomes and how many signatures failed.
 fn check_in_parallel(
     events: Vec<SignedEvent>,
     allowlist: &KeyRing,
-) -> Vec<Result<SignedEvent, Status>> {
+    allowance: u64,
+) -> (Vec<Result<SignedEvent, Status>>, u64) {
     let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let per_thread = events.len().div_ceil(threads).max(1);
     let mut chunks = Vec::with_capacity(threads);
@@ -300,7 +342,9 @@ fn check_in_parallel(
         rest = tail;
     }
     chunks.push(rest);
-    std::thread::scope(|scope| {
+    let failures = AtomicU64::new(0);
+    let failures = &failures;
+    let outcomes = std::thread::scope(|scope| {
         let workers: Vec<_> = chunks
             .into_iter()
             .map(|chunk| {
@@ -308,9 +352,17 @@ fn check_in_parallel(
                     chunk
                         .into_iter()
                         .map(|e| {
-                            check_submission(&e, allowlist)
-                                .map(|_| e)
-                                .map_err(submission_status)
+                            if failures.load(Ordering::Relaxed) >= allowance {
+                                return Err(crate::admission::failures_exhausted(
+                                    Duration::from_secs(1),
+                                ));
+                            }
+                            check_submission(&e, allowlist).map(|_| e).map_err(|error| {
+                                if matches!(error, SubmissionError::BadSignature(_)) {
+                                    failures.fetch_add(1, Ordering::Relaxed);
+                                }
+                                submission_status(error)
+                            })
                         })
                         .collect::<Vec<_>>()
                 })
@@ -320,7 +372,8 @@ fn check_in_parallel(
             .into_iter()
             .flat_map(|w| w.join().expect("a validation thread panicked"))
             .collect()
-    })
+    });
+    (outcomes, failures.load(Ordering::Relaxed))
 }
 
 /// A 32-byte digest from a request field, or INVALID_ARGUMENT naming it.

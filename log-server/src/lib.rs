@@ -12,13 +12,16 @@
 //! [`witnessing`] collects witness cosignatures on its checkpoints;
 //! [`data_dir`], [`witness_config`] and [`server`] set it all up.
 
+pub mod admission;
 pub mod data_dir;
+pub mod entry_stream;
 pub mod event_index;
 pub mod find_entries;
 pub mod grpc;
 pub mod http;
 pub mod log;
 pub mod lookup;
+pub mod routing;
 pub mod sequencer;
 pub mod server;
 pub mod storage;

@@ -97,12 +97,12 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     .with_budgets(Arc::new(Budgets::new(options.budgets)));
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
-    let app = tonic::service::Routes::new(LogServer::new(service))
+    let grpc = tonic::service::Routes::new(LogServer::new(service))
         .add_service(health_service)
-        .into_axum_router()
-        .merge(crate::http::routes(Arc::clone(&log)));
+        .into_axum_router();
+    let app = crate::routing::app(grpc, Arc::clone(&log));
 
-    let shutdown = shutdown_signal();
+    let shutdown = verifier::serving::shutdown_signal();
     announce(&data, address, log.latest().size, &options.limits);
     Server::new(listener, options.limits)
         .serve(app, shutdown)
@@ -266,48 +266,4 @@ fn first_checkpoint(storage: &dyn Storage, key: &SigningKey) -> Result<Vec<u8>, 
 
 fn signed_note_text(note: Vec<u8>) -> Result<String, ServeError> {
     String::from_utf8(note).map_err(|_| ServeError("the stored checkpoint is not UTF-8".into()))
-}
-
-/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
-///
-/// On Unix the handlers are installed when this is called, not when the
-/// future is first polled, so a signal sent as soon as `listening on` is
-/// printed already means a graceful shutdown rather than the default
-/// action, which would kill the process.
-fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    #[cfg(unix)]
-    let (interrupt, terminate) = {
-        use tokio::signal::unix::{signal, SignalKind};
-        (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        )
-    };
-    async move {
-        #[cfg(unix)]
-        tokio::select! {
-            () = received(interrupt, "SIGINT") => {},
-            () = received(terminate, "SIGTERM") => {},
-        }
-        #[cfg(not(unix))]
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-        tracing::info!("shutdown requested");
-    }
-}
-
-/// Resolves when `signal` arrives; never, if it cannot be listened for.
-#[cfg(unix)]
-async fn received(signal: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
-    match signal {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for {name}");
-            std::future::pending::<()>().await;
-        }
-    }
 }

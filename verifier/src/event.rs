@@ -14,6 +14,7 @@
 //! applies them before storing, and an auditor re-applies them to every
 //! entry it replays.
 
+use crate::canonical::{decode_canonical, NonCanonical};
 use crate::keys::{KeyRing, SigningKey};
 use crate::proto::{event::Kind, CodeRelease, DataFlow, Event, Location, LogEntry, SignedEvent};
 use crate::tiles::MAX_ENTRY_SIZE;
@@ -154,8 +155,10 @@ pub fn check_submission(
     Ok(event)
 }
 
-/// Decodes an encoded [`Event`] and checks every admission rule: required
-/// fields present, text bounded, digests 32 bytes. Returns the event.
+/// Decodes an encoded [`Event`] and checks every admission rule: the bytes
+/// are the event's canonical encoding ([`crate::canonical`]), required
+/// fields are present, text is bounded, digests are 32 bytes. Returns the
+/// event.
 pub fn check_event(bytes: &[u8]) -> Result<Event, FieldError> {
     if bytes.len() > MAX_ENTRY_SIZE {
         return Err(field_error(
@@ -166,8 +169,12 @@ pub fn check_event(bytes: &[u8]) -> Result<Event, FieldError> {
             ),
         ));
     }
-    let event = Event::decode(bytes)
-        .map_err(|e| field_error("event", format!("not a tlog.v1.Event: {e}")))?;
+    let event = decode_canonical::<Event>(bytes).map_err(|e| match e {
+        NonCanonical::Malformed(reason) => {
+            field_error("event", format!("not a tlog.v1.Event: {reason}"))
+        }
+        other => field_error("event", other.to_string()),
+    })?;
     let occurred = event
         .occurred_at
         .as_ref()
@@ -304,8 +311,18 @@ fn check_key_id(key_id: &str) -> Result<(), Reason> {
     if crate::keys::is_key_id(key_id) {
         Ok(())
     } else {
-        Err(format!("{key_id:?} is not <name>+<8 hex digits>"))
+        Err(format!(
+            "{:?} is not <name>+<8 hex digits> of at most {} bytes",
+            prefix(key_id),
+            crate::keys::MAX_KEY_ID_LEN
+        ))
     }
+}
+
+/// The start of a refused value, at most 64 characters, so that an error
+/// never echoes a huge field back.
+fn prefix(value: &str) -> &str {
+    value.char_indices().nth(64).map_or(value, |(end, _)| &value[..end])
 }
 
 /// The longest the entry for `signed` can be, whatever time the log

@@ -52,10 +52,17 @@ pub fn is_valid_key_name(name: &str) -> bool {
     signed_note::is_key_name_valid(name)
 }
 
-/// Whether `text` is a key id string, `<name>+<8 lower-case hex digits>`:
-/// how events, policies and lookups name a key without its public half.
+/// The longest key id string accepted anywhere (events, attestations,
+/// policies, lookups), in bytes: room for any sensible name, and a bound on
+/// what one field can make every reader copy and compare.
+pub const MAX_KEY_ID_LEN: usize = 256;
+
+/// Whether `text` is a key id string, `<name>+<8 lower-case hex digits>`,
+/// at most [`MAX_KEY_ID_LEN`] bytes: how events, policies and lookups name
+/// a key without its public half.
 pub fn is_key_id(text: &str) -> bool {
-    text.split_once('+').is_some_and(|(name, id)| {
+    text.len() <= MAX_KEY_ID_LEN
+        && text.split_once('+').is_some_and(|(name, id)| {
         is_valid_key_name(name)
             && id.len() == 8
             && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -290,6 +290,7 @@ impl<H: Handshake> Server<H> {
                 continue;
             };
             counters.accepted.fetch_add(1, Ordering::Relaxed);
+            refusals.accepted(&counters);
             // Small gRPC answers must not wait for Nagle's algorithm to
             // meet the client's delayed ACK: ~40 ms a round trip.
             if let Err(e) = tcp.set_nodelay(true) {
@@ -339,16 +340,19 @@ async fn accept_failed(error: &std::io::Error) {
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
-/// Logs refused connections at most once a second, with the count so far,
-/// so a flood cannot flood the log too.
+/// Logs refused connections at most once a second while they go on, and
+/// once more with the total when a connection is accepted again, so a
+/// flood cannot flood the log too and no refusal goes uncounted.
 #[derive(Default)]
 struct RefusalLog {
     last: Option<Instant>,
+    unreported: bool,
 }
 
 impl RefusalLog {
     fn note(&mut self, counters: &Counters, cap: usize) {
         let now = Instant::now();
+        self.unreported = true;
         if self
             .last
             .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
@@ -356,11 +360,21 @@ impl RefusalLog {
             return;
         }
         self.last = Some(now);
+        self.unreported = false;
         tracing::warn!(
             refused = counters.refused.load(Ordering::Relaxed),
             cap,
             "connection cap reached: refusing new connections"
         );
+    }
+
+    fn accepted(&mut self, counters: &Counters) {
+        if std::mem::take(&mut self.unreported) {
+            tracing::warn!(
+                refused = counters.refused.load(Ordering::Relaxed),
+                "accepting again; connections refused at the cap so far"
+            );
+        }
     }
 }
 
@@ -630,6 +644,50 @@ impl HttpBody for Deadlined {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+///
+/// On Unix the handlers are installed when this is called, not when the
+/// future is first polled, so a signal sent as soon as `listening on` is
+/// printed already means a graceful shutdown rather than the default
+/// action, which would kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (interrupt, terminate) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            () = received(interrupt, "SIGINT") => {},
+            () = received(terminate, "SIGTERM") => {},
+        }
+        #[cfg(not(unix))]
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+        tracing::info!("shutdown requested");
+    }
+}
+
+/// Resolves when `signal` arrives; never, if it cannot be listened for.
+#[cfg(unix)]
+async fn received(signal: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
+    match signal {
+        Ok(mut signal) => {
+            signal.recv().await;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot listen for {name}");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

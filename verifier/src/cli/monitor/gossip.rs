@@ -20,6 +20,7 @@
 //! the messages carry cannot make the monitor load its logs either: a
 //! checkpoint already compared is not compared again (see [`super::follow`]).
 
+use crate::serving::{Limits, Server};
 use super::intake::{self, MAX_MESSAGE_BYTES};
 use super::logs::{Logs, Received};
 use super::peers::{PeerLimiter, RateLimiter};
@@ -44,7 +45,7 @@ const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long connecting to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Calls one peer connection may have in progress at once.
-const CALLS_PER_CONNECTION: usize = 4;
+const CALLS_PER_CONNECTION: u32 = 4;
 
 /// How many gossip messages each peer address may send.
 #[derive(Debug, Clone, Copy)]
@@ -158,22 +159,29 @@ impl Gossip for GossipService {
     }
 }
 
-/// Serves `Exchange` on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, service: GossipService) -> Failure {
-    let served = tonic::transport::Server::builder()
-        .timeout(EXCHANGE_TIMEOUT)
-        .concurrency_limit_per_connection(CALLS_PER_CONNECTION)
-        .add_service(
-            GossipServer::new(service)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+/// Serves `Exchange` on `listener` under `limits` until the process ends.
+/// One exchange may take [`EXCHANGE_TIMEOUT`] and a connection may carry
+/// [`CALLS_PER_CONNECTION`] at once, whatever the flags say.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    service: GossipService,
+    limits: Limits,
+) -> Failure {
+    let limits = Limits {
+        request_timeout: limits.request_timeout.min(EXCHANGE_TIMEOUT),
+        max_streams: limits.max_streams.min(CALLS_PER_CONNECTION),
+        ..limits
+    };
+    let router = tonic::service::Routes::new(
+        GossipServer::new(service)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES),
+    )
+    .into_axum_router();
+    Server::new(listener, limits)
+        .serve(router, std::future::pending())
         .await;
-    Failure::unchecked(match served {
-        Ok(()) => "the gossip server stopped".to_owned(),
-        Err(e) => format!("the gossip server failed: {e}"),
-    })
+    Failure::unchecked("the gossip server stopped")
 }
 
 /// The address a peer is limited by: its IP address, or for IPv6 its /64

@@ -27,7 +27,7 @@ mod alert;
 mod compare;
 mod follow;
 mod gossip;
-mod intake;
+pub(crate) mod intake;
 mod logs;
 mod peers;
 mod settled;
@@ -63,6 +63,8 @@ pub struct Args {
     /// Where to serve gossip (gRPC), e.g. 127.0.0.1:7400; port 0 picks one.
     #[arg(long)]
     listen: SocketAddr,
+    #[command(flatten)]
+    limits: crate::serving::LimitArgs,
     /// Gossip messages each peer address (an IPv6 /64 counts as one) may
     /// send per second once its burst is spent; more are answered
     /// RESOURCE_EXHAUSTED.
@@ -200,6 +202,7 @@ async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outc
                 burst: args.gossip_burst,
             },
         ),
+        args.limits.limits(),
     ));
     tracing::info!(
         "following {} log(s), gossiping with {} peer(s) every {} ms",

@@ -22,6 +22,7 @@ mod test_support;
 use super::outcome::{Failure, Outcome, Report};
 use crate::cosignature::CosignerSigningKey;
 use crate::keys::{SigningKey, VerifierKey};
+use crate::serving::{LimitArgs, Limits, Server};
 use cosigning::Witness;
 use serde_json::json;
 use std::io::Write as _;
@@ -52,6 +53,8 @@ pub struct Args {
     /// Address to serve `POST /add-checkpoint` on.
     #[arg(long, default_value = "127.0.0.1:7380")]
     listen: SocketAddr,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 /// Serves until SIGINT or SIGTERM; exits 2 without serving if a key or
@@ -66,7 +69,7 @@ pub fn run(args: Args) -> Outcome {
         .collect::<Result<Vec<_>, _>>()?;
     let witness = Witness::open(cosigner, log_keys, &args.state)?;
     let cosigner_key = witness.cosigner_key().to_string();
-    super::block_on(serve(witness, args.listen))?;
+    super::block_on(serve(witness, args.listen, args.limits.limits()))?;
     Ok(Report {
         human: "witness: stopped".into(),
         json: json!({ "stopped": true, "cosigner_key": cosigner_key }),
@@ -74,7 +77,7 @@ pub fn run(args: Args) -> Outcome {
 }
 
 /// Binds, announces, and serves until a shutdown signal.
-async fn serve(witness: Witness, listen: SocketAddr) -> Result<(), Failure> {
+async fn serve(witness: Witness, listen: SocketAddr, limits: Limits) -> Result<(), Failure> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::unchecked(format!("--listen {listen}: cannot bind: {e}")))?;
@@ -85,10 +88,13 @@ async fn serve(witness: Witness, listen: SocketAddr) -> Result<(), Failure> {
     println!("listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, "serving C2SP tlog-witness");
-    axum::serve(listener, http::router(Arc::new(witness), REQUEST_TIMEOUT))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Failure::unchecked(format!("the server failed: {e}")))
+    Server::new(listener, limits)
+        .serve(
+            http::router(Arc::new(witness), REQUEST_TIMEOUT),
+            crate::serving::shutdown_signal(),
+        )
+        .await;
+    Ok(())
 }
 
 /// Reads the witness's signer key file.
@@ -102,34 +108,4 @@ fn signer_key(path: &Path) -> Result<SigningKey, Failure> {
 /// Reads one `--log`: a verifier key, or else a file holding one.
 fn log_key(arg: &str) -> Result<VerifierKey, Failure> {
     super::remote::key_arg("--log", arg, "verifier key", VerifierKey::parse)
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing requests in flight");
 }
