@@ -275,12 +275,10 @@ fn a_dripping_body_is_abandoned_below_the_minimum_rate() {
 
 #[test]
 fn silence_ends_at_the_request_deadline_and_the_command_deadline() {
-    let silent = Hostile::serve(|_| {
-        Reply::Drip {
-            head: String::new(),
-            body: vec![b'H'],
-            every: Duration::from_secs(120),
-        }
+    let silent = Hostile::serve(|_| Reply::Drip {
+        head: String::new(),
+        body: vec![b'H'],
+        every: Duration::from_secs(120),
     });
     let started = start_clock();
     let run = checkpoint(&silent, &["--request-timeout", "2"]);
@@ -343,8 +341,16 @@ async fn audit_compares_every_hash_tile_with_the_entries() {
         }
     });
     let run = audit(&flipped, &log, &dir.path().join("flipped"), &submitters);
-    assert_exit(&run, 1, "the log serves hash tile tile/0/001.p/44, but hash 1");
-    assert!(run.stderr.contains("--- served tile (base64) ---"), "{}", run.stderr);
+    assert_exit(
+        &run,
+        1,
+        "the log serves hash tile tile/0/001.p/44, but hash 1",
+    );
+    assert!(
+        run.stderr.contains("--- served tile (base64) ---"),
+        "{}",
+        run.stderr
+    );
 
     let zeroed = proxy(&log, |path, body| {
         if is_hash_tile(path) {
@@ -394,7 +400,11 @@ async fn audit_compares_every_hash_tile_with_the_entries() {
         }
     });
     let run = audit(&later, &log, &state, &submitters);
-    assert_exit(&run, 1, "the log serves hash tile tile/1/000.p/2, but hash 1");
+    assert_exit(
+        &run,
+        1,
+        "the log serves hash tile tile/1/000.p/2, but hash 1",
+    );
     let run = audit(&honest, &log, &state, &submitters);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
 }
@@ -430,9 +440,17 @@ async fn an_error_on_line_20000_is_named_and_nothing_is_sent() {
         &vkey.display().to_string(),
         &events.display().to_string(),
     ]);
-    assert_exit(&run, 2, "line 20000: dataFlow.flowID: unknown field `flowID`");
+    assert_exit(
+        &run,
+        2,
+        "line 20000: dataFlow.flowID: unknown field `flowID`",
+    );
     assert!(started.elapsed() < Duration::from_secs(30), "no hang");
     let note = http_get(log.addr, "/checkpoint").body;
-    let size = String::from_utf8(note).unwrap().lines().nth(1).map(str::to_owned);
+    let size = String::from_utf8(note)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .map(str::to_owned);
     assert_eq!(size.as_deref(), Some("0"), "nothing was appended");
 }

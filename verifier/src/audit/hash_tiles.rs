@@ -103,7 +103,7 @@ impl TileRebuild {
     /// per level whose partial tile at `from` gains hashes, lowest first.
     pub fn seeds(from: u64, to: u64) -> Vec<Seed> {
         growing_levels(from, to)
-            .filter(|&level| hashes_at(from, level) % TILE_WIDTH != 0)
+            .filter(|&level| !hashes_at(from, level).is_multiple_of(TILE_WIDTH))
             .map(|level| {
                 let index = hashes_at(from, level) / TILE_WIDTH;
                 Seed {
@@ -238,7 +238,8 @@ pub fn rebuilt_between(from: u64, to: u64) -> impl Iterator<Item = TileId> {
     });
     let edges = growing_levels(from, to).filter_map(move |level| {
         let count = hashes_at(to, level);
-        (count % TILE_WIDTH != 0).then(|| hash_tile(level, count / TILE_WIDTH, count % TILE_WIDTH))
+        (!count.is_multiple_of(TILE_WIDTH))
+            .then(|| hash_tile(level, count / TILE_WIDTH, count % TILE_WIDTH))
     });
     completed.chain(edges)
 }

@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Outcome {
     let mut auditor = Auditor::new(state, submitters);
     start_tiles(&log, &signed, &mut auditor)?;
     let mut progress = Progress::new(from, size);
-    let fed = std::thread::scope(|scope| {
+    let (fed, differs) = std::thread::scope(|scope| {
         let mut tiles = ServedTiles::fetch(scope, &log, from, size);
         let mut feed = Feed {
             log: &log,
@@ -82,16 +82,30 @@ pub fn run(args: Args) -> Outcome {
             tiles: &mut tiles,
             progress: &mut progress,
         };
-        match args.source {
-            Source::Tiles => feed.from_tiles(),
-            Source::Grpc => feed.from_grpc(),
-        }
+        let fed = match args.source {
+            Source::Tiles => feed.read_tiles(),
+            Source::Grpc => feed.read_grpc(),
+        };
+        (fed, tiles.differs.take())
     });
     progress.end(auditor.size());
     fed?;
-    let state = auditor
-        .finish(&signed.checkpoint)
-        .map_err(|finding| evidence(finding, &signed, vec![]))?;
+    // A root mismatch outranks a tile that differs: it says the entries
+    // are not the ones the log signed, which also makes the tiles differ.
+    let state = auditor.finish(&signed.checkpoint).map_err(|finding| {
+        let tiles = differs
+            .iter()
+            .map(|d| ("hash tiles".to_owned(), d.finding.to_string()));
+        evidence(finding, &signed, tiles.collect())
+    })?;
+    if let Some(d) = differs {
+        return Err(tile_evidence(
+            d.finding,
+            &signed,
+            Some(&d.served),
+            Some(&d.rebuilt),
+        ));
+    }
     let elapsed = started.elapsed();
     write_atomically(&state_path, state.to_text().as_bytes())?;
     Ok(summary(&signed, &state, from, elapsed, acceptance))
@@ -154,6 +168,16 @@ fn start_tiles(log: &Log, signed: &SignedCheckpoint, auditor: &mut Auditor) -> R
 /// ahead in the order they are rebuilt ([`rebuilt_between`]).
 struct ServedTiles {
     fetched: Receiver<(TileId, Result<Vec<u8>, Failure>)>,
+    /// The first tile that differs from the rebuilt one; once there is
+    /// one, no more are compared.
+    differs: Option<Difference>,
+}
+
+/// A hash tile the log serves that differs from the rebuilt one.
+struct Difference {
+    finding: AuditFinding,
+    served: Vec<u8>,
+    rebuilt: Vec<u8>,
 }
 
 impl ServedTiles {
@@ -179,21 +203,33 @@ impl ServedTiles {
                 }
             }
         });
-        Self { fetched }
+        Self {
+            fetched,
+            differs: None,
+        }
     }
 
     /// Compares every tile the auditor has rebuilt since the last call
-    /// with the log's: a difference is a finding naming the tile.
+    /// with the log's, keeping the first that differs for the end of the
+    /// audit (see [`run`]). A tile that cannot be fetched ends the audit.
     fn check(&mut self, auditor: &mut Auditor, signed: &SignedCheckpoint) -> Result<(), Failure> {
         for (tile, rebuilt) in auditor.take_tiles() {
+            if self.differs.is_some() {
+                continue;
+            }
             let (fetched, served) = self
                 .fetched
                 .recv()
                 .map_err(|_| Failure::unchecked(format!("{} was not fetched", tile.path())))?;
             assert_eq!(fetched, tile, "tiles are rebuilt in the order fetched");
             let served = served.map_err(|f| f.with_checkpoint(signed.note_text()))?;
-            compare(tile, &rebuilt, &served)
-                .map_err(|finding| tile_evidence(finding, signed, Some(&served), Some(&rebuilt)))?;
+            if let Err(finding) = compare(tile, &rebuilt, &served) {
+                self.differs = Some(Difference {
+                    finding,
+                    served,
+                    rebuilt,
+                });
+            }
         }
         Ok(())
     }
@@ -227,7 +263,7 @@ impl Feed<'_> {
 
     /// Feeds the entry bundles from the audited size to the checkpoint's
     /// size. The next bundles are fetched while one is being checked.
-    fn from_tiles(&mut self) -> Result<(), Failure> {
+    fn read_tiles(&mut self) -> Result<(), Failure> {
         let (log, signed) = (self.log, self.signed);
         for_each_bundle(
             log,
@@ -241,7 +277,7 @@ impl Feed<'_> {
     /// Feeds the entries from the audited size to the checkpoint's size
     /// from the gRPC stream, a bundle's worth at a time. Each message must
     /// come within the request deadline, and the stream keep `--min-rate`.
-    fn from_grpc(&mut self) -> Result<(), Failure> {
+    fn read_grpc(&mut self) -> Result<(), Failure> {
         let (log, signed) = (self.log, self.signed);
         let (start, end) = (self.auditor.size(), signed.checkpoint.size);
         if start >= end {
