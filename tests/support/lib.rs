@@ -131,6 +131,11 @@ impl LogServer {
         format!("http://{}", self.addr)
     }
 
+    /// The server's process id, to read its memory use from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// A gRPC client for the log.
     pub async fn client(&self) -> LogClient<Channel> {
         LogClient::connect(self.url())

@@ -287,35 +287,46 @@ impl Feed<'_> {
             |s: tonic::Status| Failure::unchecked(format!("GetEntries: {}", s.message()));
         super::block_on(async {
             let mut client = grpc(log).await?;
-            let mut stream = log
-                .rpc(
-                    "GetEntries",
-                    client.get_entries(GetEntriesRequest { start, end }),
-                )
-                .await?
-                .map_err(stream_failed)?
-                .into_inner();
             let mut batch = Vec::with_capacity(TILE_WIDTH as usize);
             let (mut due, mut received, started) = (start, 0, Instant::now());
-            while let Some(entry) = log
-                .rpc("GetEntries", stream.message())
-                .await?
-                .map_err(stream_failed)?
-            {
-                if entry.index != due {
-                    let summary = format!(
-                        "GetEntries sent entry {} where entry {due} was due",
-                        entry.index
-                    );
-                    return Err(Failure::security(summary).with_checkpoint(signed.note_text()));
+            // A server ends a stream early at its per-call limits (as RFC
+            // 6962 get-entries returns fewer entries than asked): ask again
+            // from the next index until the range is read.
+            while due < end {
+                let call_start = due;
+                let mut stream = log
+                    .rpc(
+                        "GetEntries",
+                        client.get_entries(GetEntriesRequest { start: due, end }),
+                    )
+                    .await?
+                    .map_err(stream_failed)?
+                    .into_inner();
+                while let Some(entry) = log
+                    .rpc("GetEntries", stream.message())
+                    .await?
+                    .map_err(stream_failed)?
+                {
+                    if entry.index != due {
+                        let summary = format!(
+                            "GetEntries sent entry {} where entry {due} was due",
+                            entry.index
+                        );
+                        return Err(Failure::security(summary).with_checkpoint(signed.note_text()));
+                    }
+                    received += entry.data.len() as u64;
+                    log.check_rate("GetEntries", received, started)?;
+                    due += 1;
+                    batch.push(entry.data);
+                    if batch.len() as u64 == TILE_WIDTH {
+                        self.push("GetEntries", due - TILE_WIDTH, &batch)?;
+                        batch.clear();
+                    }
                 }
-                received += entry.data.len() as u64;
-                log.check_rate("GetEntries", received, started)?;
-                due += 1;
-                batch.push(entry.data);
-                if batch.len() as u64 == TILE_WIDTH {
-                    self.push("GetEntries", due - TILE_WIDTH, &batch)?;
-                    batch.clear();
+                if due == call_start {
+                    return Err(Failure::unchecked(format!(
+                        "GetEntries: no entries from {due}, below the checkpoint's size {end}"
+                    )));
                 }
             }
             self.push("GetEntries", due - batch.len() as u64, &batch)
