@@ -61,6 +61,37 @@ impl Default for ReadLimits {
     }
 }
 
+/// The limits as `log-server serve` flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReadLimitArgs {
+    /// GetEntries streams and FindEntries calls served at once; more get
+    /// RESOURCE_EXHAUSTED (retry later).
+    #[arg(long, default_value_t = ReadLimits::default().max_concurrent)]
+    pub max_entry_reads: usize,
+    /// The most entries one GetEntries stream carries; a larger range ends
+    /// early and the client asks again from the next index.
+    #[arg(long, default_value_t = ReadLimits::default().max_entries)]
+    pub entries_per_call: u64,
+    /// Entry bytes after which a GetEntries stream ends early.
+    #[arg(long, default_value_t = ReadLimits::default().max_bytes)]
+    pub entry_bytes_per_call: usize,
+    /// How long one GetEntries stream may stay open (DEADLINE_EXCEEDED).
+    #[arg(long, default_value = "60s", value_parser = verifier::serving::parse_duration)]
+    pub entries_deadline: Duration,
+}
+
+impl ReadLimitArgs {
+    /// The limits these flags ask for.
+    pub fn limits(&self) -> ReadLimits {
+        ReadLimits {
+            max_concurrent: self.max_entry_reads,
+            max_entries: self.entries_per_call.max(1),
+            max_bytes: self.entry_bytes_per_call.max(1),
+            deadline: self.entries_deadline,
+        }
+    }
+}
+
 /// Entry bytes a stream aims to read from storage at a time. With the
 /// encoder's buffer and HTTP/2's send buffer, this is what a stalled stream
 /// holds.
