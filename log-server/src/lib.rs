@@ -8,7 +8,9 @@
 //! Modules, in the order a submission meets them: [`grpc`] validates it,
 //! [`sequencer`] integrates it into [`storage`] (deduplicating through
 //! [`event_index`], indexing it for [`lookup`]), [`log`] proves and serves
-//! it ([`find_entries`] by what it is about), [`http`] serves the tiles,
+//! it ([`find_entries`] by what it is about, [`entry_stream`] within a
+//! cap on concurrent reads), [`routing`] decides what the one port
+//! answers, [`http`] serves the tiles,
 //! [`witnessing`] collects witness cosignatures on its checkpoints;
 //! [`data_dir`], [`witness_config`] and [`server`] set it all up.
 
