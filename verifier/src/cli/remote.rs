@@ -14,15 +14,15 @@ use super::outcome::Failure;
 use super::witness_policy::{WitnessArgs, WitnessPolicy};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
-use crate::tiles::{HashTileSource, TileId, TileKind};
+use crate::tiles::{HashTileSource, TileId, TileKind, TILE_WIDTH};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-/// The most bytes any one resource may have: an entry bundle of 256
-/// maximal entries, with room to spare. Anything larger is refused unread.
-const MAX_RESPONSE: u64 = 256 * (65_535 + 2) + 1024;
+/// The most bytes an entry bundle may have: 256 maximal entries, with room
+/// to spare. Anything larger is refused unread.
+const MAX_ENTRY_BUNDLE: u64 = 256 * (65_535 + 2) + 1024;
 
 /// The most bytes `/checkpoint` may have. A checkpoint body is three short
 /// lines; even with the hundred signatures a signed note may carry it is a
@@ -271,11 +271,6 @@ impl Log {
         &self.base
     }
 
-    /// GETs `path`; `Ok(None)` on 404.
-    pub fn get(&self, path: &str) -> Result<Option<Vec<u8>>, Failure> {
-        self.get_at_most(path, MAX_RESPONSE)
-    }
-
     /// GETs `path`, refusing an answer of more than `cap` bytes without
     /// reading past the cap, a redirect, and an answer that breaks the
     /// [`Limits`]; `Ok(None)` on 404.
@@ -403,8 +398,13 @@ impl Log {
 
     /// A tile of the tree of `size` entries. A tile the tree must have but
     /// the log does not serve is withheld data: a security finding.
+    /// Nothing is read beyond what a full tile of its kind can hold.
     pub fn tile(&self, tile: TileId, size: u64) -> Result<Vec<u8>, Failure> {
-        self.get(&tile.path())?.ok_or_else(|| {
+        let cap = match tile.kind {
+            TileKind::Hashes { .. } => TILE_WIDTH * 32,
+            TileKind::Entries => MAX_ENTRY_BUNDLE,
+        };
+        self.get_at_most(&tile.path(), cap)?.ok_or_else(|| {
             Failure::security(format!(
                 "the log does not serve {}, which its tree of size {size} must have",
                 tile.path()
