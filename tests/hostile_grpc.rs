@@ -261,20 +261,30 @@ impl Stalled {
     }
 }
 
-/// Opens `count` `GetEntries(0, 2^63)` streams over `connections` HTTP/2
-/// connections whose windows are zero or 1 KiB, alternately, and never reads
-/// them.
-async fn stall(addr: SocketAddr, count: usize, connections: usize) -> Stalled {
+/// Streams one stalling connection opens: well below the server's
+/// per-connection stream limit, which would otherwise make the client wait
+/// for a stream to close, and none ever does.
+const STREAMS_PER_CONNECTION: usize = 25;
+
+/// Opens `count` `GetEntries(0, 2^63)` streams over HTTP/2 connections
+/// whose windows are zero or 1 KiB, alternately, and never reads them.
+async fn stall(addr: SocketAddr, count: usize) -> Stalled {
+    tokio::time::timeout(Duration::from_secs(60), open_stalled(addr, count))
+        .await
+        .expect("the stalled streams open within a minute")
+}
+
+async fn open_stalled(addr: SocketAddr, count: usize) -> Stalled {
+    let connections = count.div_ceil(STREAMS_PER_CONNECTION);
     let request = GetEntriesRequest {
         start: 0,
         end: 1 << 63,
     }
     .encode_to_vec();
-    let per_connection = count.div_ceil(connections);
     let mut tasks = Vec::new();
     for c in 0..connections {
         let body = frame(&request);
-        let streams = per_connection.min(count - c * per_connection);
+        let streams = STREAMS_PER_CONNECTION.min(count - c * STREAMS_PER_CONNECTION);
         tasks.push(tokio::spawn(async move {
             let window = if c % 2 == 0 { 0 } else { 1024 };
             let (mut client, driver) = connect_h2(addr, window).await;
@@ -332,7 +342,7 @@ async fn stalled_entry_streams_cannot_hoard_memory_or_starve_honest_clients() {
     fill(&fx).await;
     let addr = fx.server.addr;
 
-    let stalled = stall(addr, 1000, 20).await;
+    let stalled = stall(addr, 1000).await;
     let served = stalled.served.len();
     assert!(served > 0, "some streams are served");
     assert_eq!(served + stalled.refused.len(), 1000);
@@ -372,7 +382,7 @@ async fn stalled_entry_streams_cannot_hoard_memory_or_starve_honest_clients() {
     stalled.leave();
     let deadline = Instant::now() + Duration::from_secs(10);
     let again = loop {
-        let again = stall(addr, served, 10).await;
+        let again = stall(addr, served).await;
         if again.refused.is_empty() {
             break again;
         }
