@@ -365,6 +365,12 @@ async fn audit_compares_every_hash_tile_with_the_entries() {
     let run = audit(&honest, &log, &state, &submitters);
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stdout.contains("audit passed"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("hash tiles: 3 rebuilt from this run's entries match the log's"),
+        "{}",
+        run.stdout
+    );
 
     // Resumed at 300, the hashes of tile/0/001 before index 44 come from
     // the earlier run: a change there shows against the saved peaks. The

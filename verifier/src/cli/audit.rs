@@ -415,10 +415,12 @@ fn summary(
         .iter()
         .map(|(key_id, count)| format!("\n  {key_id}: {count} entries"))
         .collect();
+    let tiles = rebuilt_between(from, cp.size).count();
     Report {
         human: format!(
             "audit passed: the {} entries of {} hash to its signed root {}\n\
              audited {this_run} entries this run (from index {from}), {} in total\n\
+             hash tiles: {tiles} rebuilt from this run's entries match the log's\n\
              data flows: {}, code releases: {}\n\
              submitters: {}{submitters}\n\
              took {seconds:.2} s ({rate:.0} entries/s)\n\
@@ -438,6 +440,7 @@ fn summary(
             "audited_from": from,
             "audited_this_run": this_run,
             "audited_total": state.size(),
+            "hash_tiles_compared": tiles,
             "data_flows": state.data_flows(),
             "releases": state.releases(),
             "submitters": state.by_submitter().len(),
