@@ -663,4 +663,40 @@ mod tests {
             assert!(AuditState::parse(&bad).is_err(), "accepted:\n{bad}");
         }
     }
+
+    #[test]
+    fn a_resumed_audit_rebuilds_the_tiles_its_entries_make() {
+        use crate::tile_builder::{MemoryTiles, TileBuilder};
+        let all = entries(0..600);
+        let mut builder = TileBuilder::new();
+        all.iter().for_each(|e| builder.append(leaf_hash(e)));
+        let mut log = MemoryTiles::default();
+        log.apply(builder.take_changed());
+        let served = |tile: crate::tiles::TileId| {
+            let crate::tiles::TileKind::Hashes { level } = tile.kind else {
+                panic!("a hash tile")
+            };
+            log.0[&(level, tile.index)][..usize::from(tile.width) * 32].to_vec()
+        };
+
+        let saved = audit(AuditState::default(), &all[..300])
+            .unwrap()
+            .finish(&checkpoint(&all[..300]))
+            .unwrap();
+        let mut auditor = Auditor::new(saved, keys().2);
+        let seeds: Vec<Vec<u8>> = auditor
+            .tile_seeds(600)
+            .iter()
+            .map(|seed| served(seed.tile))
+            .collect();
+        auditor.rebuild_tiles(600, &seeds).unwrap();
+        auditor.push_all(&all[300..]).unwrap();
+        let rebuilt = auditor.take_tiles();
+        let names: Vec<_> = rebuilt.iter().map(|(tile, _)| tile.path()).collect();
+        assert_eq!(names, ["tile/0/001", "tile/0/002.p/88", "tile/1/000.p/2"]);
+        for (tile, hashes) in rebuilt {
+            assert_eq!(hashes, served(tile), "{}", tile.path());
+        }
+        auditor.finish(&checkpoint(&all)).unwrap();
+    }
 }
