@@ -43,7 +43,9 @@ impl KeepAlive {
         )
         .expect("sending");
         let mut status_line = String::new();
-        self.reader.read_line(&mut status_line).expect("a status line");
+        self.reader
+            .read_line(&mut status_line)
+            .expect("a status line");
         let status = status_line
             .split(' ')
             .nth(1)
@@ -310,9 +312,15 @@ async fn non_canonical_events_are_refused_naming_the_problem() {
             })
             .await
             .expect_err(what);
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{what}: {status:?}");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {status:?}"
+        );
         assert!(
-            status.message().starts_with("event: not canonically encoded: ")
+            status
+                .message()
+                .starts_with("event: not canonically encoded: ")
                 && status.message().contains(reason),
             "{what}: {}",
             status.message()
@@ -441,5 +449,104 @@ async fn a_forgery_flood_under_a_public_key_id_spends_only_its_connections_budge
         "honest appends' p99 {slowest:?}"
     );
     let mut client = server.client().await;
-    assert_eq!(tree_size(&mut client).await, 40, "only honest events stored");
+    assert_eq!(
+        tree_size(&mut client).await,
+        40,
+        "only honest events stored"
+    );
+}
+
+/// The witness and the monitor's gossip port run the same bounded accept
+/// loop: silent connections and slow headers are closed, and over the
+/// cap new connections are refused while a held one is still served.
+#[test]
+fn the_witness_and_the_monitor_close_silent_and_slow_connections_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogServer::start(
+        &dir.path().join("log"),
+        &["--origin", "log.example.test/bounded"],
+    );
+    let vkey = log.data_dir.join("log.vkey").display().to_string();
+    let key = dir.path().join("witness.key");
+    let keygen = tlog_e2e::run_verifier(&[
+        "keygen",
+        "--name",
+        "witness.example/bounded",
+        "--out",
+        key.to_str().unwrap(),
+        "--cosigner",
+    ]);
+    assert_eq!(keygen.code, Some(0), "{keygen:?}");
+    let state = dir.path().join("state");
+    let limits = [
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "8",
+        "--header-timeout",
+        "1s",
+    ];
+    let witness_args: Vec<String> = [
+        "witness",
+        "--key",
+        key.to_str().unwrap(),
+        "--state",
+        state.join("witness").to_str().unwrap(),
+        "--log",
+        &vkey,
+    ]
+    .iter()
+    .chain(&limits)
+    .map(|s| (*s).to_owned())
+    .collect();
+    std::fs::create_dir_all(state.join("witness")).unwrap();
+    let monitor_args: Vec<String> = [
+        "monitor",
+        "--log",
+        &log.url(),
+        "--vkey",
+        &vkey,
+        "--state",
+        state.join("monitor").to_str().unwrap(),
+    ]
+    .iter()
+    .chain(&limits)
+    .map(|s| (*s).to_owned())
+    .collect();
+    for (name, args) in [("witness", witness_args), ("monitor", monitor_args)] {
+        let daemon = Daemon::start("verifier", &args);
+        let mut held = KeepAlive::connect(daemon.addr);
+        // The witness answers GET with 405 and the gossip port with 404 or
+        // a gRPC error: either way an HTTP answer on a held connection.
+        let status = held.get("/");
+        assert!((400..500).contains(&status), "{name}: {status}");
+
+        let mut slow = TcpStream::connect(daemon.addr).unwrap();
+        slow.write_all(b"POST /add-checkpoint HTTP/1.1\r\nHost: w")
+            .unwrap();
+        let mut silent: Vec<TcpStream> = (0..20)
+            .map(|_| TcpStream::connect(daemon.addr).unwrap())
+            .collect();
+        let status = held.get("/");
+        assert!(
+            (400..500).contains(&status),
+            "{name}: a held connection is served during the flood"
+        );
+        assert!(
+            closed_within(&mut slow, Duration::from_secs(5)),
+            "{name}: slow headers are cut at the header timeout"
+        );
+        for stream in &mut silent {
+            assert!(
+                closed_within(stream, Duration::from_secs(5)),
+                "{name}: a silent connection is closed"
+            );
+        }
+        assert_eq!(tlog_e2e::http_get(daemon.addr, "/").status / 100, 4);
+        let refused = wait_for_refusal_count(&daemon);
+        assert!(
+            refused >= 10,
+            "{name}: {refused} refused of 20 over a cap of 8"
+        );
+    }
 }
