@@ -398,6 +398,33 @@ fn concurrent_checkpoint_runs_never_tear_or_roll_back_the_state() {
     );
 }
 
+#[test]
+fn a_state_another_process_holds_is_a_clean_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = LogServer::start(&dir.path().join("log"), &["--origin", RACED]);
+    runtime().block_on(append_mixed(&log, &log.submitter_key(), 0..3));
+    let state = dir.path().join("state");
+    let vkey = log.data_dir.join("log.vkey");
+    let args = [
+        "checkpoint",
+        "--log",
+        &log.url(),
+        "--vkey",
+        path(&vkey),
+        "--state",
+        path(&state),
+    ];
+    assert_eq!(run_to_exit(&args).code, Some(0));
+    let lock = trusted_file(&state).unwrap().with_file_name("lock");
+    let held = verifier::files::try_lock(&lock).expect("the test holds the state's lock");
+    let run = run_to_exit(&args);
+    assert_eq!(run.code, Some(2), "{run:?}");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("state is locked"), "{run:?}");
+    drop(held);
+    assert_eq!(run_to_exit(&args).code, Some(0));
+}
+
 // ---------------------------------------------------------------- row 8
 
 const GOSSIPED: &str = "log.example.test/hostile-gossip";

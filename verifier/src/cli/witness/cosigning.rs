@@ -611,6 +611,24 @@ mod tests {
         assert_eq!(stored(&dir), None);
     }
 
+    #[test]
+    fn a_second_witness_on_one_state_is_refused_while_the_first_lives() {
+        let dir = TempDir::new();
+        let first = open(&dir);
+        let Err(Failure::Unchecked(reason)) =
+            Witness::open(cosigner(), vec![log_key().verifier_key()], dir.path())
+        else {
+            panic!("two witnesses on one state");
+        };
+        assert!(
+            reason.contains("in use by another `verifier witness`"),
+            "{reason}"
+        );
+        assert!(!reason.contains('\n'), "one line: {reason}");
+        drop(first);
+        open(&dir);
+    }
+
     #[tokio::test]
     async fn a_restarted_witness_never_cosigns_a_rollback() {
         let dir = TempDir::new();
