@@ -8,7 +8,8 @@
 //!
 //! - stalled `GetEntries` streams cost it bounded memory (RSS ≤ 256 MiB)
 //!   and no honest client's `GetCheckpoint` waits a second; streams over
-//!   the concurrent-read cap are refused with RESOURCE_EXHAUSTED; once the
+//!   the concurrent-read cap, or over one address's share of it, are
+//!   refused with RESOURCE_EXHAUSTED; once the
 //!   stalled clients leave, their permits come back and new streams are
 //!   served, each ending at the per-call range cap;
 //! - a path that is nothing the server serves is 404, a gRPC path asked
@@ -20,7 +21,7 @@ use h2::client::SendRequest;
 use h2::RecvStream;
 use hyper::http::{HeaderMap, Request, StatusCode};
 use prost::Message as _;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use tlog_e2e::{data_flow, http_get, LogServer};
@@ -42,6 +43,10 @@ const ENTRIES: u64 = 3000;
 /// Text in each field of the attacked log's events, so that entries are
 /// large (about 8 KiB) and buffering them per stream would show in RSS.
 const FIELD_LEN: usize = 800;
+/// The server's default caps on concurrent entry reads: overall, and from
+/// one address.
+const MAX_READS: usize = 256;
+const MAX_READS_PER_ADDRESS: usize = 64;
 /// The server's per-call range cap (`GetEntries`) by default.
 const MAX_ENTRIES_PER_CALL: u64 = 1024;
 
@@ -141,13 +146,20 @@ fn frame(message: &[u8]) -> Bytes {
     framed.into()
 }
 
-/// An HTTP/2 connection whose streams start with a receive window of
-/// `window` bytes and never grow it, so a response body beyond it is never
-/// delivered. The task drives the connection; aborting it closes it.
-async fn connect_h2(addr: SocketAddr, window: u32) -> (SendRequest<Bytes>, JoinHandle<()>) {
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .expect("connecting");
+/// An HTTP/2 connection from `source` whose streams start with a receive
+/// window of `window` bytes and never grow it, so a response body beyond it
+/// is never delivered. The task drives the connection; aborting it closes
+/// it.
+async fn connect_h2(
+    addr: SocketAddr,
+    source: Ipv4Addr,
+    window: u32,
+) -> (SendRequest<Bytes>, JoinHandle<()>) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind((source, 0).into())
+        .expect("binding a loopback source address");
+    let tcp = socket.connect(addr).await.expect("connecting");
     let (client, connection) = h2::client::Builder::new()
         .initial_window_size(window)
         .handshake::<_, Bytes>(tcp)
@@ -245,7 +257,8 @@ fn percent_decode(bytes: &[u8]) -> String {
 
 /// The stalled streams held open, and the connections carrying them.
 struct Stalled {
-    served: Vec<RecvStream>,
+    /// The served streams, with the source address of each.
+    served: Vec<(Ipv4Addr, RecvStream)>,
     refused: Vec<(i32, String)>,
     connections: Vec<(SendRequest<Bytes>, JoinHandle<()>)>,
 }
@@ -266,15 +279,21 @@ impl Stalled {
 /// for a stream to close, and none ever does.
 const STREAMS_PER_CONNECTION: usize = 25;
 
+/// Loopback addresses a crowd of stalling clients come from: several hosts,
+/// as far as the server can tell, so that together they reach the server's
+/// cap and not only the cap per address.
+const CROWD: [u8; 8] = [3, 4, 5, 6, 7, 8, 9, 10];
+
 /// Opens `count` `GetEntries(0, 2^63)` streams over HTTP/2 connections
-/// whose windows are zero or 1 KiB, alternately, and never reads them.
-async fn stall(addr: SocketAddr, count: usize) -> Stalled {
-    tokio::time::timeout(Duration::from_secs(60), open_stalled(addr, count))
+/// from the loopback addresses `127.0.0.<host>`, whose windows are zero or
+/// 1 KiB, alternately, and never reads them.
+async fn stall(addr: SocketAddr, count: usize, hosts: &[u8]) -> Stalled {
+    tokio::time::timeout(Duration::from_secs(60), open_stalled(addr, count, hosts))
         .await
         .expect("the stalled streams open within a minute")
 }
 
-async fn open_stalled(addr: SocketAddr, count: usize) -> Stalled {
+async fn open_stalled(addr: SocketAddr, count: usize, hosts: &[u8]) -> Stalled {
     let connections = count.div_ceil(STREAMS_PER_CONNECTION);
     let request = GetEntriesRequest {
         start: 0,
@@ -285,9 +304,11 @@ async fn open_stalled(addr: SocketAddr, count: usize) -> Stalled {
     for c in 0..connections {
         let body = frame(&request);
         let streams = STREAMS_PER_CONNECTION.min(count - c * STREAMS_PER_CONNECTION);
+        let host = hosts[c % hosts.len()];
         tasks.push(tokio::spawn(async move {
             let window = if c % 2 == 0 { 0 } else { 1024 };
-            let (mut client, driver) = connect_h2(addr, window).await;
+            let source = Ipv4Addr::new(127, 0, 0, host);
+            let (mut client, driver) = connect_h2(addr, source, window).await;
             let mut answers = Vec::with_capacity(streams);
             for _ in 0..streams {
                 let request = grpc_request(addr, "/tlog.v1.Log/GetEntries", "application/grpc");
@@ -296,7 +317,7 @@ async fn open_stalled(addr: SocketAddr, count: usize) -> Stalled {
                     .expect("a GetEntries answer");
                 answers.push(answer);
             }
-            (client, driver, answers)
+            (source, client, driver, answers)
         }));
     }
     let mut stalled = Stalled {
@@ -305,17 +326,30 @@ async fn open_stalled(addr: SocketAddr, count: usize) -> Stalled {
         connections: Vec::new(),
     };
     for task in tasks {
-        let (client, driver, answers) = task.await.expect("a stalling client");
+        let (source, client, driver, answers) = task.await.expect("a stalling client");
         for answer in answers {
             assert_eq!(answer.http, StatusCode::OK, "gRPC answers are HTTP 200");
             match answer.grpc {
-                None => stalled.served.push(answer.body.expect("a body")),
+                None => stalled.served.push((source, answer.body.expect("a body"))),
                 Some(status) => stalled.refused.push(status),
             }
         }
         stalled.connections.push((client, driver));
     }
     stalled
+}
+
+/// Checks refused streams were pushed back (RESOURCE_EXHAUSTED, "retry
+/// later"), at least one of them for the cap that `names` names.
+fn assert_pushed_back(refused: &[(i32, String)], names: &str) {
+    for (code, message) in refused {
+        assert_eq!(*code, Code::ResourceExhausted as i32, "{message}");
+        assert!(message.contains("retry later"), "{message}");
+    }
+    assert!(
+        refused.iter().any(|(_, message)| message.contains(names)),
+        "no refusal names {names:?}: {refused:?}"
+    );
 }
 
 /// Reads a whole `GetEntries` stream, checking indexes run from `start`.
@@ -342,18 +376,16 @@ async fn stalled_entry_streams_cannot_hoard_memory_or_starve_honest_clients() {
     fill(&fx).await;
     let addr = fx.server.addr;
 
-    let stalled = stall(addr, 1000).await;
-    let served = stalled.served.len();
-    assert!(served > 0, "some streams are served");
-    assert_eq!(served + stalled.refused.len(), 1000);
-    assert!(
-        !stalled.refused.is_empty(),
-        "streams over the cap are refused"
-    );
-    for (code, message) in &stalled.refused {
-        assert_eq!(*code, Code::ResourceExhausted as i32, "{message}");
-        assert!(message.contains("retry later"), "{message}");
-    }
+    // One host first: it gets its share of the reads and no more.
+    let greedy = stall(addr, 100, &[2]).await;
+    assert_eq!(greedy.served.len(), MAX_READS_PER_ADDRESS);
+    assert_pushed_back(&greedy.refused, "your address");
+    // Then a crowd of hosts, 900 streams more: together they fill the
+    // server's cap, and no further.
+    let crowd = stall(addr, 900, &CROWD).await;
+    let served = greedy.served.len() + crowd.served.len();
+    assert_eq!(served, MAX_READS);
+    assert_pushed_back(&crowd.refused, "the server's limit");
 
     // While the streams are held: bounded memory, and honest answers.
     let rss = fx.rss_kib();
@@ -379,10 +411,11 @@ async fn stalled_entry_streams_cannot_hoard_memory_or_starve_honest_clients() {
     // The clients leave; their permits come back, all of them: as many
     // stalled streams as before are served again (waiting only for the
     // server to see the connections close).
-    stalled.leave();
+    greedy.leave();
+    crowd.leave();
     let deadline = Instant::now() + Duration::from_secs(10);
     let again = loop {
-        let again = stall(addr, served).await;
+        let again = stall(addr, served, &CROWD).await;
         if again.refused.is_empty() {
             break again;
         }
@@ -463,7 +496,7 @@ async fn malformed_requests_are_refused_clearly_and_store_nothing() {
     }
     let get = http_get(addr, "/tlog.v1.Log/GetCheckpoint");
     assert_eq!(get.status, 405, "GET of a gRPC method");
-    let (mut h2, _driver) = connect_h2(addr, 65_535).await;
+    let (mut h2, _driver) = connect_h2(addr, Ipv4Addr::LOCALHOST, 65_535).await;
     let empty_request = frame(&GetCheckpointRequest {}.encode_to_vec());
     let form = call_to_end(
         &mut h2,

@@ -1,10 +1,13 @@
 //! Bounded reads of entries: what one `GetEntries` stream or `FindEntries`
 //! call may cost the server, however the client behaves.
 //!
-//! - **A cap on concurrent reads.** Every `GetEntries` stream and every
-//!   `FindEntries` call holds one permit of a [`ReadGate`] shared by the
-//!   service while it runs; with none left the call fails at once with
-//!   RESOURCE_EXHAUSTED ("retry later"), before anything is read.
+//! - **A cap on concurrent reads, overall and per peer.** Every
+//!   `GetEntries` stream and every `FindEntries` call holds one permit of a
+//!   [`ReadGate`] shared by the service while it runs; with none left, or
+//!   with its peer address (an IPv6 /64 counting as one) already holding
+//!   [`ReadLimits::max_per_peer`] of them, the call fails at once with
+//!   RESOURCE_EXHAUSTED ("retry later"), before anything is read. The
+//!   per-peer cap keeps one host from taking every permit.
 //! - **A range per call.** A stream carries at most
 //!   [`ReadLimits::max_entries`] entries and stops after the entry that
 //!   brings it to [`ReadLimits::max_bytes`] of entry data. A larger range is
@@ -23,7 +26,8 @@
 //! The per-connection and connection-count limits that bound how many
 //! streams can be opened at all live in the accept loop, not here.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -41,6 +45,8 @@ pub struct ReadLimits {
     /// `GetEntries` streams and `FindEntries` calls served at once; more
     /// are refused with RESOURCE_EXHAUSTED.
     pub max_concurrent: usize,
+    /// Of those, the most one peer address (an IPv6 /64) may hold.
+    pub max_per_peer: usize,
     /// The most entries one `GetEntries` stream carries.
     pub max_entries: u64,
     /// Entry bytes after which a `GetEntries` stream ends (the entry that
@@ -54,6 +60,7 @@ impl Default for ReadLimits {
     fn default() -> Self {
         Self {
             max_concurrent: 256,
+            max_per_peer: 64,
             max_entries: 1024,
             max_bytes: 4 << 20,
             deadline: Duration::from_secs(60),
@@ -68,6 +75,9 @@ pub struct ReadLimitArgs {
     /// RESOURCE_EXHAUSTED (retry later).
     #[arg(long, default_value_t = ReadLimits::default().max_concurrent)]
     pub max_entry_reads: usize,
+    /// Of those, the most one peer address (an IPv6 /64) may hold.
+    #[arg(long, default_value_t = ReadLimits::default().max_per_peer)]
+    pub max_entry_reads_per_peer: usize,
     /// The most entries one GetEntries stream carries; a larger range ends
     /// early and the client asks again from the next index.
     #[arg(long, default_value_t = ReadLimits::default().max_entries)]
@@ -85,6 +95,7 @@ impl ReadLimitArgs {
     pub fn limits(&self) -> ReadLimits {
         ReadLimits {
             max_concurrent: self.max_entry_reads,
+            max_per_peer: self.max_entry_reads_per_peer,
             max_entries: self.entries_per_call.max(1),
             max_bytes: self.entry_bytes_per_call.max(1),
             deadline: self.entries_deadline,
@@ -104,11 +115,42 @@ const MAX_CHUNK: u64 = 256;
 /// Reads the entries in `start..end` (all of them, or an error).
 pub type ChunkReader = Box<dyn Fn(u64, u64) -> Result<Vec<Vec<u8>>, Status> + Send>;
 
+/// Reads running per peer address; an address leaves the map when its
+/// last read ends, so the map holds at most one key per running read.
+type PeerReads = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
 /// The service-wide cap on concurrent reads, and the limits of each.
 #[derive(Debug, Clone)]
 pub struct ReadGate {
     permits: Arc<Semaphore>,
+    peers: PeerReads,
     limits: ReadLimits,
+}
+
+/// One admitted read; dropping it gives its permits back.
+#[derive(Debug)]
+pub struct ReadPermit {
+    _global: OwnedSemaphorePermit,
+    _peer: Option<PeerSlot>,
+}
+
+/// A peer's share of a read, counted in [`ReadGate`]'s map.
+#[derive(Debug)]
+struct PeerSlot {
+    peers: PeerReads,
+    peer: IpAddr,
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = peers.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                peers.remove(&self.peer);
+            }
+        }
+    }
 }
 
 impl ReadGate {
@@ -116,6 +158,7 @@ impl ReadGate {
     pub fn new(limits: ReadLimits) -> Self {
         Self {
             permits: Arc::new(Semaphore::new(limits.max_concurrent)),
+            peers: PeerReads::default(),
             limits,
         }
     }
@@ -125,14 +168,41 @@ impl ReadGate {
         self.limits
     }
 
-    /// A permit for one read, held until the read is over; or
-    /// RESOURCE_EXHAUSTED when `max_concurrent` reads are running.
-    pub fn admit(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+    /// A permit for one read from `peer` (if known), held until the read
+    /// is over; or RESOURCE_EXHAUSTED when the peer or the server is at
+    /// its cap.
+    pub fn admit(&self, peer: Option<IpAddr>) -> Result<ReadPermit, Status> {
+        let slot = peer.map(|peer| self.take_peer_slot(peer)).transpose()?;
+        let global = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             Status::resource_exhausted(format!(
                 "{} entry reads are running, the server's limit; retry later",
                 self.limits.max_concurrent
             ))
+        })?;
+        Ok(ReadPermit {
+            _global: global,
+            _peer: slot,
+        })
+    }
+
+    fn take_peer_slot(&self, peer: IpAddr) -> Result<PeerSlot, Status> {
+        let peer = peer_key(peer);
+        let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = peers.entry(peer).or_insert(0);
+        if *count >= self.limits.max_per_peer {
+            if *count == 0 {
+                peers.remove(&peer);
+            }
+            return Err(Status::resource_exhausted(format!(
+                "{} entry reads from your address are running, the most one \
+                 address may hold; retry later",
+                self.limits.max_per_peer
+            )));
+        }
+        *count += 1;
+        Ok(PeerSlot {
+            peers: Arc::clone(&self.peers),
+            peer,
         })
     }
 
@@ -141,8 +211,14 @@ impl ReadGate {
     /// first, so it fails with RESOURCE_EXHAUSTED without reading anything.
     ///
     /// Must be called within a Tokio runtime (the deadline is a timer).
-    pub fn entries(&self, start: u64, end: u64, read: ChunkReader) -> Result<EntryStream, Status> {
-        let permit = self.admit()?;
+    pub fn entries(
+        &self,
+        start: u64,
+        end: u64,
+        peer: Option<IpAddr>,
+        read: ChunkReader,
+    ) -> Result<EntryStream, Status> {
+        let permit = self.admit(peer)?;
         let end = end.min(start.saturating_add(self.limits.max_entries));
         let deadline = Instant::now() + self.limits.deadline;
         let state = Arc::new(Mutex::new(State::Open(Open {
@@ -189,7 +265,7 @@ struct Open {
     chunk: VecDeque<Vec<u8>>,
     /// Entries the next read asks for.
     chunk_len: u64,
-    _permit: OwnedSemaphorePermit,
+    _permit: ReadPermit,
 }
 
 impl Open {
@@ -261,6 +337,18 @@ async fn expire_at(deadline: Instant, state: std::sync::Weak<Mutex<State>>) {
     }
 }
 
+/// The address a peer's reads are counted under: an IPv4 address, or the
+/// /64 an IPv6 address is in (one host usually holds a whole /64).
+fn peer_key(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(_) => peer,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 fn deadline_exceeded() -> Status {
     Status::deadline_exceeded(
         "the stream's deadline passed; ask again from the next index (read faster)",
@@ -300,7 +388,7 @@ mod tests {
     async fn a_large_range_ends_early_at_the_entry_cap() {
         let reads = Arc::new(AtomicUsize::new(0));
         let stream = gate(1)
-            .entries(10, u64::MAX, reader(5000, 10, &reads))
+            .entries(10, u64::MAX, None, reader(5000, 10, &reads))
             .unwrap();
         let got = indexes(stream).await;
         assert_eq!(got, (10..1034).collect::<Vec<_>>());
@@ -315,7 +403,7 @@ mod tests {
         };
         let reads = Arc::new(AtomicUsize::new(0));
         let stream = ReadGate::new(limits)
-            .entries(0, 100, reader(100, 300, &reads))
+            .entries(0, 100, None, reader(100, 300, &reads))
             .unwrap();
         assert_eq!(indexes(stream).await, [0, 1, 2, 3]);
     }
@@ -323,7 +411,9 @@ mod tests {
     #[tokio::test]
     async fn reads_only_as_the_stream_is_consumed() {
         let reads = Arc::new(AtomicUsize::new(0));
-        let mut stream = gate(1).entries(0, 1000, reader(1000, 1000, &reads)).unwrap();
+        let mut stream = gate(1)
+            .entries(0, 1000, None, reader(1000, 1000, &reads))
+            .unwrap();
         assert_eq!(
             reads.load(Ordering::SeqCst),
             0,
@@ -347,36 +437,73 @@ mod tests {
     async fn reads_over_the_cap_are_refused_until_one_ends() {
         let gate = gate(2);
         let reads = Arc::new(AtomicUsize::new(0));
-        let first = gate.entries(0, 10, reader(10, 1, &reads)).unwrap();
-        let second = gate.admit().unwrap();
-        let refused = gate.entries(0, 10, reader(10, 1, &reads)).err().unwrap();
+        let first = gate.entries(0, 10, None, reader(10, 1, &reads)).unwrap();
+        let second = gate.admit(None).unwrap();
+        let refused = gate
+            .entries(0, 10, None, reader(10, 1, &reads))
+            .err()
+            .unwrap();
         assert_eq!(refused.code(), Code::ResourceExhausted);
         assert!(refused.message().contains("retry later"), "{refused:?}");
         assert_eq!(reads.load(Ordering::SeqCst), 0);
         // A finished stream gives its permit back before it is dropped.
         assert_eq!(indexes(first).await.len(), 10);
-        let again = gate.admit().unwrap();
+        let again = gate.admit(None).unwrap();
         drop(second);
         // So does a stream dropped half read.
-        let mut third = gate.entries(0, 10, reader(10, 1, &reads)).unwrap();
+        let mut third = gate.entries(0, 10, None, reader(10, 1, &reads)).unwrap();
         third.next().await.unwrap().unwrap();
-        assert!(gate.admit().is_err());
+        assert!(gate.admit(None).is_err());
         drop(third);
-        assert!(gate.admit().is_ok());
+        assert!(gate.admit(None).is_ok());
         drop(again);
+    }
+
+    #[tokio::test]
+    async fn one_peer_cannot_take_every_permit() {
+        let gate = ReadGate::new(ReadLimits {
+            max_concurrent: 4,
+            max_per_peer: 2,
+            ..ReadLimits::default()
+        });
+        let host = |last: u8| Some(IpAddr::from([192, 0, 2, last]));
+        let v6 = |last: u16| Some(IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]));
+        let held = [gate.admit(host(1)).unwrap(), gate.admit(host(1)).unwrap()];
+        let refused = gate.admit(host(1)).unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+        assert!(refused.message().contains("your address"), "{refused:?}");
+        // Another address still gets in; one /64 is one peer.
+        let other = gate.admit(host(2)).unwrap();
+        let in_64 = gate.admit(v6(1)).unwrap();
+        assert!(gate.admit(v6(2)).is_err(), "the server's cap");
+        drop(in_64);
+        let in_64 = gate.admit(v6(2)).unwrap();
+        assert!(gate
+            .admit(v6(3))
+            .unwrap_err()
+            .message()
+            .contains("server's limit"));
+        drop((held, other, in_64));
+        assert!(
+            gate.peers.lock().unwrap().is_empty(),
+            "no address is left counted"
+        );
+        assert!(gate.admit(host(1)).is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_deadline_frees_an_unpolled_stream_and_ends_a_polled_one() {
         let gate = gate(1);
         let reads = Arc::new(AtomicUsize::new(0));
-        let mut stream = gate.entries(0, 1000, reader(1000, 1, &reads)).unwrap();
+        let mut stream = gate
+            .entries(0, 1000, None, reader(1000, 1, &reads))
+            .unwrap();
         stream.next().await.unwrap().unwrap();
-        assert!(gate.admit().is_err());
+        assert!(gate.admit(None).is_err());
         // Never polled again: the timer alone gives the permit back.
         tokio::time::sleep(ReadLimits::default().deadline).await;
         tokio::task::yield_now().await;
-        assert!(gate.admit().is_ok());
+        assert!(gate.admit(None).is_ok());
         let status = stream.next().await.unwrap().unwrap_err();
         assert_eq!(status.code(), Code::DeadlineExceeded);
         assert!(stream.next().await.is_none());
@@ -386,12 +513,12 @@ mod tests {
     async fn a_read_error_ends_the_stream() {
         let gate = gate(1);
         let failing: ChunkReader = Box::new(|_, _| Err(Status::internal("storage error")));
-        let mut stream = gate.entries(0, 10, failing).unwrap();
+        let mut stream = gate.entries(0, 10, None, failing).unwrap();
         assert_eq!(
             stream.next().await.unwrap().unwrap_err().code(),
             Code::Internal
         );
         assert!(stream.next().await.is_none());
-        assert!(gate.admit().is_ok());
+        assert!(gate.admit(None).is_ok());
     }
 }

@@ -19,7 +19,6 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use verifier::event::{check_submission, event_id, SubmissionError};
 use verifier::keys::KeyRing;
-use verifier::serving::ConnectionId;
 use verifier::proto::{
     self, append_result, get_inclusion_proof_request::Leaf, AppendBatchRequest,
     AppendBatchResponse, AppendError, AppendRequest, AppendResponse, AppendResult,
@@ -27,6 +26,7 @@ use verifier::proto::{
     GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest,
     GetInclusionProofRequest, GetInclusionProofResponse, LeafEntry, SignedEvent,
 };
+use verifier::serving::ConnectionId;
 
 /// The most events one `AppendBatch` may carry.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
@@ -169,11 +169,10 @@ impl proto::log_server::Log for LogService {
         // many failed, and pays for the failures it caused.
         let allowance = self.budgets.failures_allowed(connection)?;
         let allowlist = Arc::clone(&self.allowlist);
-        let (checked, failures) = tokio::task::spawn_blocking(move || {
-            check_in_parallel(events, &allowlist, allowance)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
+        let (checked, failures) =
+            tokio::task::spawn_blocking(move || check_in_parallel(events, &allowlist, allowance))
+                .await
+                .map_err(|e| Status::internal(format!("validation task failed: {e}")))?;
         self.budgets.charge_failures(connection, failures);
         let queued: Vec<_> = checked
             .into_iter()
@@ -280,8 +279,8 @@ impl proto::log_server::Log for LogService {
         request: Request<FindEntriesRequest>,
     ) -> Result<Response<FindEntriesResponse>, Status> {
         let log = Arc::clone(&self.log);
+        let permit = self.reads.admit(peer_ip(&request))?;
         let request = request.into_inner();
-        let permit = self.reads.admit()?;
         // Confirming candidates and building proofs reads storage: keep it
         // off the async workers.
         let response = tokio::task::spawn_blocking(move || {
@@ -289,7 +288,7 @@ impl proto::log_server::Log for LogService {
             crate::find_entries::find_entries(&log, request)
         })
         .await
-                .map_err(|e| Status::internal(format!("lookup task failed: {e}")))??;
+        .map_err(|e| Status::internal(format!("lookup task failed: {e}")))??;
         Ok(Response::new(response))
     }
 
@@ -299,6 +298,7 @@ impl proto::log_server::Log for LogService {
         &self,
         request: Request<GetEntriesRequest>,
     ) -> Result<Response<EntryStream>, Status> {
+        let peer = peer_ip(&request);
         let request = request.into_inner();
         let size = self.log.latest().size;
         if request.start > request.end {
@@ -317,9 +317,17 @@ impl proto::log_server::Log for LogService {
         let read = Box::new(move |start, end| log.entries(start, end).map_err(read_status));
         let stream = self
             .reads
-            .entries(request.start, request.end.min(size), read)?;
+            .entries(request.start, request.end.min(size), peer, read)?;
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// The address of the peer that sent `request`, when the server knows it.
+fn peer_ip<T>(request: &Request<T>) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectionId>()
+        .map(|connection| connection.peer.ip())
 }
 
 /// Checks submissions on as many threads as there are cores, keeping
