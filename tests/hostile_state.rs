@@ -10,7 +10,8 @@
 //! - Row 8: a peer flooding a monitor with copies of a genuine old
 //!   checkpoint is pushed back past the gossip rate, and the monitor's log
 //!   (behind a counting proxy) is asked for tiles a bounded number of
-//!   times, counted, not timed.
+//!   times, counted, not timed; a peer at another address is answered
+//!   throughout.
 //! - Row 13: key files are written whole with mode 0600 and never through
 //!   a symbolic link; a secret key readable by others is refused, by the
 //!   verifier (exit 2) and by the log server (which does not start), with
@@ -482,6 +483,18 @@ fn forward(client: TcpStream, upstream: SocketAddr, tiles: &AtomicUsize) {
     let _ = client.shutdown(std::net::Shutdown::Both);
 }
 
+/// A gRPC channel to `monitor` from 127.0.0.2: another peer address on
+/// the same loopback interface.
+async fn from_another_address(monitor: &Daemon) -> tonic::transport::Channel {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_local_address(Some("127.0.0.2".parse().unwrap()));
+    tonic::transport::Endpoint::from_shared(monitor.url())
+        .unwrap()
+        .connect_with_connector(connector)
+        .await
+        .expect("connecting from 127.0.0.2")
+}
+
 #[test]
 fn a_peer_repeating_an_old_checkpoint_is_throttled_and_never_loads_the_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,9 +544,24 @@ fn a_peer_repeating_an_old_checkpoint_is_throttled_and_never_loads_the_log() {
     let calls = 400;
     let started = Instant::now();
     let (mut answered, mut exhausted) = (0, 0);
+    let current = String::from_utf8(http_get(log.addr, "/checkpoint").body).unwrap();
+    let mut honest_answers = 0;
     rt.block_on(async {
         let peer = GossipClient::connect(monitor.url()).await.unwrap();
-        for _ in 0..calls {
+        let honest = GossipClient::new(from_another_address(&monitor).await);
+        for call in 0..calls {
+            // Another peer, at another address, is served all along.
+            if call % 80 == 40 {
+                let answer = honest
+                    .clone()
+                    .exchange(ExchangeRequest {
+                        checkpoints: vec![current.clone()],
+                    })
+                    .await
+                    .expect("an honest peer is answered during the flood");
+                assert_eq!(answer.into_inner().checkpoints, [current.clone()]);
+                honest_answers += 1;
+            }
             let request = ExchangeRequest {
                 checkpoints: vec![old_note.clone(); 16],
             };
@@ -551,6 +579,7 @@ fn a_peer_repeating_an_old_checkpoint_is_throttled_and_never_loads_the_log() {
     let fetched = tiles.load(Ordering::SeqCst) - before;
 
     assert_eq!(answered + exhausted, calls);
+    assert_eq!(honest_answers, 5);
     assert!(answered >= burst, "the burst is answered: {answered}");
     let allowed = f64::from(burst) + rate * elapsed + 1.0;
     assert!(
