@@ -112,7 +112,9 @@ pub fn run(args: Args) -> Outcome {
 fn positive_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
-        _ => Err(format!("{text:?} is not a positive number of messages per second")),
+        _ => Err(format!(
+            "{text:?} is not a positive number of messages per second"
+        )),
     }
 }
 
