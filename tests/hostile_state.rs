@@ -559,7 +559,10 @@ fn a_peer_repeating_an_old_checkpoint_is_throttled_and_never_loads_the_log() {
                     })
                     .await
                     .expect("an honest peer is answered during the flood");
-                assert_eq!(answer.into_inner().checkpoints, [current.clone()]);
+                assert_eq!(
+                    answer.into_inner().checkpoints,
+                    std::slice::from_ref(&current)
+                );
                 honest_answers += 1;
             }
             let request = ExchangeRequest {
