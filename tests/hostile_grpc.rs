@@ -24,7 +24,7 @@ use prost::Message as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
-use tlog_e2e::{data_flow, http_get, LogServer};
+use tlog_e2e::{data_flow, http_get, run_verifier, LogServer, Run};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::Code;
@@ -54,14 +54,14 @@ const MAX_ENTRIES_PER_CALL: u64 = 1024;
 struct Fixture {
     // Declared first so the process is killed before its directory goes.
     server: LogServer,
-    _tmp: TempDir,
+    tmp: TempDir,
 }
 
 impl Fixture {
     fn start() -> Self {
         let tmp = tempfile::tempdir().expect("a temporary directory");
         let server = LogServer::start(&tmp.path().join("data"), &["--origin", ORIGIN]);
-        Self { server, _tmp: tmp }
+        Self { server, tmp }
     }
 
     async fn client(&self) -> LogClient<Channel> {
@@ -77,6 +77,32 @@ impl Fixture {
             .expect("GetCheckpoint")
             .into_inner()
             .checkpoint
+    }
+
+    /// `verifier --json audit --source grpc` of the whole log, accepting
+    /// the operator's submitter key.
+    fn audit_over_grpc(&self) -> Run {
+        let submitters = self.tmp.path().join("auditor-submitters");
+        let key = self.server.submitter_key().verifier_key();
+        std::fs::write(&submitters, format!("{key}\n")).expect("writing the submitters");
+        let (vkey, state) = (
+            self.server.data_dir.join("log.vkey"),
+            self.tmp.path().join("audit-state"),
+        );
+        run_verifier(&[
+            "--json".as_ref(),
+            "audit".as_ref(),
+            "--log".as_ref(),
+            self.server.url().as_ref(),
+            "--vkey".as_ref(),
+            vkey.as_os_str(),
+            "--state".as_ref(),
+            state.as_os_str(),
+            "--submitters".as_ref(),
+            submitters.as_os_str(),
+            "--source".as_ref(),
+            "grpc".as_ref(),
+        ])
     }
 
     /// The server's resident memory, from `/proc/<pid>/status`.
@@ -448,6 +474,15 @@ async fn stalled_entry_streams_cannot_hoard_memory_or_starve_honest_clients() {
     }
     assert!(calls.len() > 1, "one call carried the whole log: {calls:?}");
     assert_eq!(read_entries(&mut honest, ENTRIES).await.unwrap(), 0);
+
+    // So does the auditor: it reads the whole log over gRPC, a call at a
+    // time, and every entry checks out.
+    let audited = tokio::task::spawn_blocking(move || fx.audit_over_grpc())
+        .await
+        .expect("the audit ran");
+    assert_eq!(audited.code, Some(0), "{}", audited.stderr);
+    let summary: serde_json::Value = serde_json::from_str(&audited.stdout).expect("a JSON summary");
+    assert_eq!(summary["audited_total"], ENTRIES, "{summary}");
 }
 
 /// An `Append` request whose `SignedEvent.key_id` is not UTF-8, the rest
