@@ -491,6 +491,35 @@ mod tests {
         assert!(gate.admit(host(1)).is_ok());
     }
 
+    #[test]
+    fn the_flags_default_to_the_defaults() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            reads: ReadLimitArgs,
+        }
+        let parsed = |args: &[&str]| Cli::parse_from([&["log-server"], args].concat()).reads;
+        assert_eq!(parsed(&[]).limits(), ReadLimits::default());
+        let set = parsed(&[
+            "--max-entry-reads=8",
+            "--max-entry-reads-per-peer=2",
+            "--entries-per-call=10",
+            "--entry-bytes-per-call=1000",
+            "--entries-deadline=5s",
+        ]);
+        assert_eq!(
+            set.limits(),
+            ReadLimits {
+                max_concurrent: 8,
+                max_per_peer: 2,
+                max_entries: 10,
+                max_bytes: 1000,
+                deadline: Duration::from_secs(5),
+            }
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_deadline_frees_an_unpolled_stream_and_ends_a_polled_one() {
         let gate = gate(1);
