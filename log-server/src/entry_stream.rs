@@ -163,11 +163,6 @@ impl ReadGate {
         }
     }
 
-    /// The limits this gate applies.
-    pub fn limits(&self) -> ReadLimits {
-        self.limits
-    }
-
     /// A permit for one read from `peer` (if known), held until the read
     /// is over; or RESOURCE_EXHAUSTED when the peer or the server is at
     /// its cap.
@@ -220,7 +215,11 @@ impl ReadGate {
     ) -> Result<EntryStream, Status> {
         let permit = self.admit(peer)?;
         let end = end.min(start.saturating_add(self.limits.max_entries));
-        let deadline = Instant::now() + self.limits.deadline;
+        // A deadline too far to represent is as good as none.
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(self.limits.deadline)
+            .unwrap_or(now + Duration::from_secs(100 * 365 * 86_400));
         let state = Arc::new(Mutex::new(State::Open(Open {
             read,
             next: start,
