@@ -137,8 +137,10 @@ impl Budgets {
         let mut connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         if connections.len() >= PRUNE_AT {
             connections.retain(|_, b| {
-                b.failures.refill(c.failures_per_second, c.failure_burst, now);
-                b.requests.refill(c.requests_per_second, c.request_burst, now);
+                b.failures
+                    .refill(c.failures_per_second, c.failure_burst, now);
+                b.requests
+                    .refill(c.requests_per_second, c.request_burst, now);
                 !(b.failures.is_full(c.failure_burst) && b.requests.is_full(c.request_burst))
             });
         }
@@ -196,7 +198,12 @@ impl Budgets {
             .entry(key_id.to_owned())
             .or_insert_with(|| Bucket::full(c.key_event_burst, now));
         bucket
-            .take(count as f64, c.key_events_per_second, c.key_event_burst, now)
+            .take(
+                count as f64,
+                c.key_events_per_second,
+                c.key_event_burst,
+                now,
+            )
             .map_err(|retry| exhausted("key_id", &format!("key {key_id}'s events"), retry))
     }
 }
@@ -282,7 +289,10 @@ mod tests {
             .take(5.0, 5.0, 10.0, now + Duration::from_secs(1))
             .unwrap();
         bucket.refill(5.0, 10.0, now + Duration::from_secs(100));
-        assert!(bucket.is_full(10.0), "a bucket never holds more than its burst");
+        assert!(
+            bucket.is_full(10.0),
+            "a bucket never holds more than its burst"
+        );
     }
 
     #[test]

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
 use verifier::keys::SigningKey;
 use verifier::merkle::{CompactRange, EMPTY_HASH};
-use verifier::serving::{Limits, Server};
 use verifier::proto::log_server::LogServer;
+use verifier::serving::{Limits, Server};
 use verifier::tile_builder::TileBuilder;
 use verifier::tiles::TILE_WIDTH;
 

@@ -34,7 +34,9 @@ pub fn decode_canonical<M: Message + Default>(bytes: &[u8]) -> Result<M, NonCano
     let message = M::decode(bytes).map_err(|e| NonCanonical::Malformed(e.to_string()))?;
     let canonical = message.encode_to_vec();
     if canonical != bytes {
-        return Err(NonCanonical::Encoding(first_difference(bytes, &canonical, "")));
+        return Err(NonCanonical::Encoding(first_difference(
+            bytes, &canonical, "",
+        )));
     }
     Ok(message)
 }
@@ -158,7 +160,10 @@ fn first_difference(sent: &[u8], canonical: &[u8], path: &str) -> String {
                 };
                 return first_difference(field.value, expected.value, &inner);
             }
-            return format!("{} does not re-encode to the same bytes", name(field.number));
+            return format!(
+                "{} does not re-encode to the same bytes",
+                name(field.number)
+            );
         }
         return format!(
             "{} is not minimally encoded (over-long varint)",

@@ -63,10 +63,10 @@ pub const MAX_KEY_ID_LEN: usize = 256;
 pub fn is_key_id(text: &str) -> bool {
     text.len() <= MAX_KEY_ID_LEN
         && text.split_once('+').is_some_and(|(name, id)| {
-        is_valid_key_name(name)
-            && id.len() == 8
-            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
+            is_valid_key_name(name)
+                && id.len() == 8
+                && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        })
 }
 
 /// The 4-byte key id of an Ed25519 key, as a big-endian integer:

@@ -20,7 +20,6 @@
 //! the messages carry cannot make the monitor load its logs either: a
 //! checkpoint already compared is not compared again (see [`super::follow`]).
 
-use crate::serving::{Limits, Server};
 use super::intake::{self, MAX_MESSAGE_BYTES};
 use super::logs::{Logs, Received};
 use super::peers::{PeerLimiter, RateLimiter};
@@ -28,6 +27,7 @@ use crate::cli::outcome::Failure;
 use crate::proto::gossip_client::GossipClient;
 use crate::proto::gossip_server::{Gossip, GossipServer};
 use crate::proto::{ExchangeRequest, ExchangeResponse};
+use crate::serving::{Limits, Server};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
