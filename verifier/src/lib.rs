@@ -27,6 +27,8 @@ pub mod cosignature;
 pub mod event;
 pub mod evidence;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod hex;
 pub mod keys;
 pub mod merkle;
