@@ -63,7 +63,7 @@ impl Default for ReadLimits {
             max_per_peer: 64,
             max_entries: 1024,
             max_bytes: 4 << 20,
-            deadline: Duration::from_secs(60),
+            deadline: Duration::from_secs(30),
         }
     }
 }
@@ -86,7 +86,9 @@ pub struct ReadLimitArgs {
     #[arg(long, default_value_t = ReadLimits::default().max_bytes)]
     pub entry_bytes_per_call: usize,
     /// How long one GetEntries stream may stay open (DEADLINE_EXCEEDED).
-    #[arg(long, default_value = "60s", value_parser = verifier::serving::parse_duration)]
+    /// Shorter than `--request-timeout`, so the client reads the status
+    /// rather than a reset stream.
+    #[arg(long, default_value = "30s", value_parser = verifier::serving::parse_duration)]
     pub entries_deadline: Duration,
 }
 

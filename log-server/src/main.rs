@@ -3,6 +3,7 @@
 use clap::{Args, Parser, Subcommand};
 use log_server::admission::BudgetConfig;
 use log_server::data_dir::Requested;
+use log_server::entry_stream::ReadLimitArgs;
 use log_server::sequencer::BatchPolicy;
 use log_server::server::{serve, ServeOptions};
 use log_server::storage::Backend;
@@ -67,6 +68,8 @@ struct ServeArgs {
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
+    reads: ReadLimitArgs,
+    #[command(flatten)]
     budgets: BudgetArgs,
 }
 
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         },
         witnesses: args.witnesses,
         limits: args.limits.limits(),
+        reads: args.reads.limits(),
         budgets: args.budgets.config(),
     };
     let runtime = match tokio::runtime::Runtime::new() {

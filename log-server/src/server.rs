@@ -16,6 +16,7 @@
 
 use crate::admission::{BudgetConfig, Budgets};
 use crate::data_dir::{DataDir, Requested};
+use crate::entry_stream::ReadLimits;
 use crate::grpc::LogService;
 use crate::log::{Log, Published};
 use crate::sequencer::{BatchPolicy, Sequencer};
@@ -64,6 +65,8 @@ pub struct ServeOptions {
     pub witnesses: Option<PathBuf>,
     /// What each connection and request may hold.
     pub limits: Limits,
+    /// What entry reads (`GetEntries`, `FindEntries`) may hold.
+    pub reads: ReadLimits,
     /// What appends may cost, per connection and per key.
     pub budgets: BudgetConfig,
 }
@@ -94,7 +97,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         Arc::clone(&sequencer),
         Arc::new(data.allowlist.clone()),
     )
-    .with_budgets(Arc::new(Budgets::new(options.budgets)));
+    .with_budgets(Arc::new(Budgets::new(options.budgets)))
+    .with_read_limits(options.reads);
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<LogServer<LogService>>().await;
     let grpc = tonic::service::Routes::new(LogServer::new(service))

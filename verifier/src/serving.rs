@@ -559,7 +559,7 @@ impl tower_service::Service<http::Request<Incoming>> for Bounded {
             local_addr: self.local,
             remote_addr: Some(self.connection.peer),
         });
-        let grpc = is_grpc(&request);
+        let grpc = crate::grpc_routes::is_grpc(request.headers());
         let mut router = self.router.clone();
         let counters = Arc::clone(&self.counters);
         Box::pin(async move {
@@ -579,13 +579,6 @@ impl tower_service::Service<http::Request<Incoming>> for Bounded {
             }))
         })
     }
-}
-
-fn is_grpc<B>(request: &http::Request<B>) -> bool {
-    request
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The answer to a request whose handler missed the deadline: gRPC's

@@ -178,6 +178,7 @@ pub async fn serve(
             .max_encoding_message_size(MAX_MESSAGE_BYTES),
     )
     .into_axum_router();
+    let router = crate::grpc_routes::with_not_found(crate::grpc_routes::calls_only(router));
     Server::new(listener, limits)
         .serve(router, std::future::pending())
         .await;
