@@ -22,6 +22,7 @@
 
 pub mod audit;
 pub mod bundle;
+pub mod canonical;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod event;
@@ -41,3 +42,7 @@ pub use tlog_proto::v1 as proto;
 
 #[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "serve")]
+pub mod grpc_routes;
+#[cfg(feature = "serve")]
+pub mod serving;
