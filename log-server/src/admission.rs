@@ -43,14 +43,15 @@ pub struct BudgetConfig {
 
 impl Default for BudgetConfig {
     /// Generous for honest clients (a batching submitter sends 10,000
-    /// events a call; the log appends some 20,000 a second), tight for
-    /// forgeries, which honest clients never send.
+    /// events a call; the log appends some 20,000 a second, one call
+    /// each when unbatched), tight for forgeries, which honest clients
+    /// never send.
     fn default() -> Self {
         Self {
             failures_per_second: 10.0,
             failure_burst: 100.0,
-            requests_per_second: 5_000.0,
-            request_burst: 10_000.0,
+            requests_per_second: 20_000.0,
+            request_burst: 20_000.0,
             key_events_per_second: 50_000.0,
             key_event_burst: 100_000.0,
         }
