@@ -19,7 +19,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tempfile::TempDir;
-use tlog_e2e::{code_release, data_flow, http_get, log_server_refuses, HttpResponse, LogServer};
+use tlog_e2e::{
+    code_release, data_flow, http_get, log_server_refuses, sign_bytes, HttpResponse, LogServer,
+};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -218,17 +220,6 @@ fn edit_flow(mut event: Event, edit: impl FnOnce(&mut verifier::proto::DataFlow)
     };
     edit(flow);
     event
-}
-
-/// Signs arbitrary bytes as an event of `key`.
-fn sign_bytes(key: &SigningKey, event: Vec<u8>) -> SignedEvent {
-    let key_id = key.key_id();
-    let signature = key.sign(&event_signing_message(&key_id, &event)).to_vec();
-    SignedEvent {
-        event,
-        key_id,
-        signature,
-    }
 }
 
 /// A valid encoded event padded with an unknown length-delimited field

@@ -8,14 +8,14 @@ use prost::Message as _;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
-use tlog_e2e::{data_flow, Daemon, LogServer};
+use tlog_e2e::{data_flow, sign_bytes, Daemon, LogServer};
 use tonic::transport::Channel;
-use verifier::event::{event_signing_message, sign_event};
+use verifier::event::sign_event;
 use verifier::keys::SigningKey;
 use verifier::proto::log_client::LogClient;
 use verifier::proto::{
     append_result, event::Kind, AppendBatchRequest, AppendRequest, CodeRelease, Event,
-    GetCheckpointRequest, SignedEvent,
+    GetCheckpointRequest,
 };
 
 /// One HTTP/1.1 keep-alive connection that sends GETs and reads answers
@@ -218,18 +218,6 @@ fn refused_count(stderr: &str) -> u64 {
         })
         .max()
         .unwrap_or(0)
-}
-
-/// Signs arbitrary event bytes as `key`, as a submitter in another
-/// language with a lax encoder would.
-fn sign_bytes(key: &SigningKey, event: Vec<u8>) -> SignedEvent {
-    let key_id = key.key_id();
-    let signature = key.sign(&event_signing_message(&key_id, &event)).to_vec();
-    SignedEvent {
-        event,
-        key_id,
-        signature,
-    }
 }
 
 async fn tree_size(client: &mut LogClient<Channel>) -> u64 {

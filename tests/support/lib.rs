@@ -503,3 +503,17 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Signs arbitrary bytes as an event of `key`, as a submitter in another
+/// language, or an attacker, with a lax encoder would.
+pub fn sign_bytes(key: &SigningKey, event: Vec<u8>) -> verifier::proto::SignedEvent {
+    let key_id = key.key_id();
+    let signature = key
+        .sign(&verifier::event::event_signing_message(&key_id, &event))
+        .to_vec();
+    verifier::proto::SignedEvent {
+        event,
+        key_id,
+        signature,
+    }
+}

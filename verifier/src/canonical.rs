@@ -214,30 +214,8 @@ fn at(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{event::Kind, CodeRelease, DataFlow, Event, Location};
-
-    fn flow() -> Event {
-        Event {
-            occurred_at: Some(prost_types::Timestamp {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-            kind: Some(Kind::DataFlow(DataFlow {
-                flow_id: "flow-1".into(),
-                data_category: "eu_user_data".into(),
-                source: Some(Location {
-                    system: "crm".into(),
-                    data_centre: "fra-1".into(),
-                    region: "DE".into(),
-                    organisation: String::new(),
-                }),
-                destination: None,
-                purpose: "analytics".into(),
-                legal_basis: "consent".into(),
-                record_count: 10,
-            })),
-        }
-    }
+    use crate::event::tests::flow;
+    use crate::proto::{event::Kind, CodeRelease, Event};
 
     fn refused(bytes: &[u8]) -> String {
         match decode_canonical::<Event>(bytes) {

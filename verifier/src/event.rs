@@ -396,11 +396,12 @@ pub fn decode_entry(bytes: &[u8]) -> Result<LogEntry, EntryError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::proto::{CodeRelease, ReviewerAttestation};
 
-    fn flow() -> Event {
+    /// A valid data-flow event, for this crate's unit tests.
+    pub(crate) fn flow() -> Event {
         Event {
             occurred_at: Some(prost_types::Timestamp {
                 seconds: 1_700_000_000,
