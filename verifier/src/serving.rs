@@ -13,7 +13,8 @@
 //! - **silence**: a connection must send its first byte (and finish any
 //!   handshake, TLS included) within the header timeout;
 //! - **slow headers**: HTTP/1 request headers must arrive within the
-//!   header timeout (hyper's, which starts at the first byte);
+//!   header timeout (hyper's, which starts at the first byte of a
+//!   connection's first request, and at once for each later one);
 //! - **idleness**: a connection with no request in flight for the idle
 //!   timeout is closed (HTTP/2 with GOAWAY);
 //! - **dead peers**: HTTP/2 keep-alive pings, unanswered within their
@@ -395,12 +396,15 @@ impl Connection {
         mut stop: watch::Receiver<bool>,
     ) {
         let limits = self.limits;
-        let opened = tokio::time::timeout(limits.header_timeout, async {
-            first_byte(&tcp).await?;
-            handshake.handshake(tcp).await
-        })
-        .await;
-        let io = match opened {
+        // The first byte and the handshake share one deadline. A silent
+        // connection is counted before it is closed.
+        let deadline = Instant::now() + limits.header_timeout;
+        let io = match tokio::time::timeout_at(deadline, first_byte(&tcp)).await {
+            Ok(Ok(())) => tokio::time::timeout_at(deadline, handshake.handshake(tcp)).await,
+            Ok(Err(e)) => Ok(Err(e)),
+            Err(elapsed) => Err(elapsed),
+        };
+        let io = match io {
             Ok(Ok(io)) => io,
             Ok(Err(e)) => {
                 tracing::debug!(peer = %self.id.peer, error = %e, "connection closed before a request");
@@ -687,6 +691,99 @@ async fn received(signal: std::io::Result<tokio::signal::unix::Signal>, name: &s
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Serves `router` with `limits` on a loopback port until the test
+    /// ends; returns the address and the counters.
+    async fn spawn(router: axum::Router, limits: Limits) -> (SocketAddr, Arc<Counters>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = Server::new(listener, limits);
+        let counters = server.counters();
+        tokio::spawn(server.serve(router, std::future::pending()));
+        (address, counters)
+    }
+
+    /// Sends `request` and reads until the server closes the connection.
+    async fn exchange(address: SocketAddr, request: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream.write_all(request).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_request_ends_at_its_deadline_whatever_the_handler_does() {
+        let router = axum::Router::new().route(
+            "/never",
+            axum::routing::any(|| std::future::pending::<&'static str>()),
+        );
+        let limits = Limits {
+            request_timeout: Duration::from_millis(200),
+            ..Limits::default()
+        };
+        let (address, counters) = spawn(router, limits).await;
+        let answer = exchange(
+            address,
+            b"GET /never HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("deadline"), "{answer}");
+        let grpc = exchange(
+            address,
+            b"POST /never HTTP/1.1\r\nHost: t\r\nContent-Type: application/grpc\r\n\
+              Content-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(grpc.contains("grpc-status: 4"), "DEADLINE_EXCEEDED: {grpc}");
+        assert_eq!(counters.timed_out.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn silent_and_idle_connections_are_closed_and_counted() {
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = Limits {
+            header_timeout: Duration::from_millis(200),
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (address, counters) = spawn(router.clone(), limits).await;
+        assert_eq!(exchange(address, b"").await, "", "closed without an answer");
+        assert_eq!(counters.silent.load(Ordering::Relaxed), 1);
+
+        // Idle: with a long header timeout (which, for HTTP/1 keep-alive,
+        // hyper also applies to the wait for the next request), the idle
+        // timeout closes the connection after its answer.
+        let limits = Limits {
+            idle_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let (address, counters) = spawn(router, limits).await;
+        let kept_alive = exchange(address, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        assert!(kept_alive.starts_with("HTTP/1.1 200"), "{kept_alive}");
+        assert_eq!(counters.idle.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn connections_over_the_cap_are_refused_and_counted() {
+        let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = Limits {
+            max_connections: 1,
+            ..Limits::default()
+        };
+        let (address, counters) = spawn(router, limits).await;
+        let _held = TcpStream::connect(address).await.unwrap();
+        // The second connection is accepted by the kernel, then closed by
+        // the server without a byte; the first keeps its slot.
+        assert_eq!(
+            exchange(address, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n").await,
+            ""
+        );
+        assert_eq!(counters.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(counters.accepted.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn durations_are_parsed_with_their_unit() {
