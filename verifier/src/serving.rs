@@ -717,7 +717,7 @@ mod tests {
     async fn a_request_ends_at_its_deadline_whatever_the_handler_does() {
         let router = axum::Router::new().route(
             "/never",
-            axum::routing::any(|| std::future::pending::<&'static str>()),
+            axum::routing::any(std::future::pending::<&'static str>),
         );
         let limits = Limits {
             request_timeout: Duration::from_millis(200),
