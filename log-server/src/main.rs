@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use verifier::serving::LimitArgs;
+use verifier::tls::{ClientTlsArgs, TlsArgs};
 
 #[derive(Parser)]
 #[command(
@@ -68,6 +69,16 @@ struct ServeArgs {
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
+    tls: TlsArgs,
+    /// Require every client (submitters, and readers too) to present a
+    /// certificate signed by a CA in this PEM file (mTLS), checked before
+    /// any request is read. Needs --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    client_ca: Option<PathBuf>,
+    /// How the witness collector reaches https:// witnesses.
+    #[command(flatten)]
+    witness_tls: ClientTlsArgs,
+    #[command(flatten)]
     reads: ReadLimitArgs,
     #[command(flatten)]
     budgets: BudgetArgs,
@@ -117,6 +128,13 @@ fn main() -> ExitCode {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
+    let witness_tls = match args.witness_tls.load() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("log-server: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = ServeOptions {
         data: Requested {
             dir: args.data_dir,
@@ -134,6 +152,9 @@ fn main() -> ExitCode {
         limits: args.limits.limits(),
         reads: args.reads.limits(),
         budgets: args.budgets.config(),
+        tls: args.tls,
+        client_ca: args.client_ca,
+        witness_tls,
     };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,

@@ -33,6 +33,7 @@ use verifier::proto::log_server::LogServer;
 use verifier::serving::{Limits, Server};
 use verifier::tile_builder::TileBuilder;
 use verifier::tiles::TILE_WIDTH;
+use verifier::tls::{ClientTls, TlsArgs};
 
 /// Why the log would not start or stopped serving: one line for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -69,10 +70,21 @@ pub struct ServeOptions {
     pub reads: ReadLimits,
     /// What appends may cost, per connection and per key.
     pub budgets: BudgetConfig,
+    /// `--tls-cert`, `--tls-key`, `--insecure-plain-http`.
+    pub tls: TlsArgs,
+    /// `--client-ca`: submitters (every client) must present a
+    /// certificate this CA signed.
+    pub client_ca: Option<PathBuf>,
+    /// What the witness collector trusts, and presents, over `https://`.
+    pub witness_tls: ClientTls,
 }
 
 /// Runs the log until Ctrl-C or SIGTERM.
 pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
+    let transport = options
+        .tls
+        .transport(options.listen, options.client_ca.as_deref())
+        .map_err(ServeError)?;
     let witnesses = crate::witness_config::load(options.witnesses.as_deref(), &options.data.dir)?;
     let data = DataDir::open(&options.data)?;
     let storage: Arc<dyn Storage> = Arc::from(data.backend.open(&data.dir)?);
@@ -91,7 +103,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         data.key.clone(),
         options.batching,
     ));
-    let collector = witnesses.and_then(|list| start_collector(&log, &data.origin, list));
+    let collector = witnesses
+        .and_then(|list| start_collector(&log, &data.origin, list, &options.witness_tls));
     let service = LogService::new(
         Arc::clone(&log),
         Arc::clone(&sequencer),
@@ -107,8 +120,14 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
     let app = crate::routing::app(grpc, Arc::clone(&log));
 
     let shutdown = verifier::serving::shutdown_signal();
-    announce(&data, address, log.latest().size, &options.limits);
-    Server::new(listener, options.limits)
+    announce(
+        &data,
+        address,
+        log.latest().size,
+        &options.limits,
+        transport.scheme(),
+    );
+    Server::with_handshake(listener, transport, options.limits)
         .serve(app, shutdown)
         .await;
     tracing::info!("no longer accepting requests; draining the sequencer");
@@ -125,6 +144,7 @@ fn start_collector(
     log: &Arc<Log>,
     origin: &str,
     list: WitnessList,
+    tls: &ClientTls,
 ) -> Option<tokio::task::JoinHandle<()>> {
     if list.witnesses.is_empty() {
         tracing::info!(path = %list.path.display(), "no witnesses listed");
@@ -143,13 +163,14 @@ fn start_collector(
         origin.to_owned(),
         list.witnesses,
         RetryPolicy::default(),
-    );
+    )
+    .with_tls(tls);
     Some(tokio::spawn(collector.run()))
 }
 
 /// Prints what is served, where, and the key to verify it with. The
 /// `listening on` line is what scripts and tests wait for.
-fn announce(data: &DataDir, address: SocketAddr, size: u64, limits: &Limits) {
+fn announce(data: &DataDir, address: SocketAddr, size: u64, limits: &Limits, scheme: &str) {
     println!("log-server: origin {} ({} entries)", data.origin, size);
     println!(
         "log-server: data directory {} ({:?} storage)",
@@ -162,7 +183,7 @@ fn announce(data: &DataDir, address: SocketAddr, size: u64, limits: &Limits) {
         data.allowlist.len(),
         data.allowlist_path.display()
     );
-    println!("log-server: gRPC and C2SP tiles on http://{address}");
+    println!("log-server: gRPC and C2SP tiles on {scheme}://{address}");
     println!(
         "log-server: at most {} connections; header timeout {:?}, idle timeout {:?}, \
          request deadline {:?}",

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
+use verifier::tls::ClientTls;
 use verifier::cosignature::{add_cosignatures, Cosignature};
 use verifier::witness_protocol::{
     parse_cosignatures, parse_size, AddCheckpointRequest, AddCheckpointStatus, MAX_RESPONSE_BYTES,
@@ -86,24 +87,21 @@ impl Collector {
         witnesses: Vec<Witness>,
         policy: RetryPolicy,
     ) -> Self {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(policy.timeout))
-            .http_status_as_error(false)
-            // A witness is addressed directly; a 3xx is an answer to report,
-            // not a place to re-send a signed checkpoint to.
-            .proxy(None)
-            .max_redirects(0)
-            .max_redirects_will_error(false)
-            .build()
-            .new_agent();
         Self {
             log,
             origin,
             cosigned: vec![0; witnesses.len()],
             witnesses: witnesses.into_iter().map(Arc::new).collect(),
-            agent,
+            agent: agent(&policy, &ClientTls::default()),
             policy,
         }
+    }
+
+    /// Reaches `https://` witnesses with `tls` (a private CA, a client
+    /// certificate) instead of the web PKI's roots alone.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Self {
+        self.agent = agent(&self.policy, tls);
+        self
     }
 
     /// Witnesses the latest checkpoint, then each newest one as the log
@@ -366,6 +364,22 @@ async fn post(round: &Round, witness: &Witness, request: &AddCheckpointRequest) 
     }
 }
 
+/// The HTTP client for witnesses: `policy`'s timeout, no proxy, no
+/// redirects, `tls` for `https://`.
+fn agent(policy: &RetryPolicy, tls: &ClientTls) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(policy.timeout))
+        .http_status_as_error(false)
+        // A witness is addressed directly; a 3xx is an answer to report,
+        // not a place to re-send a signed checkpoint to.
+        .proxy(None)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .tls_config(tls.http())
+        .build()
+        .new_agent()
+}
+
 /// Sends one request and reads at most one byte more than a valid answer
 /// can hold. `Err` is a transport failure: no connection, or no complete
 /// answer within the timeout.
@@ -374,7 +388,10 @@ fn send(agent: &ureq::Agent, url: &str, body: &[u8]) -> Result<(u16, Vec<u8>), S
         .post(url)
         .header("Content-Type", "text/plain; charset=utf-8")
         .send(body)
-        .map_err(|e| format!("POST {url}: {e}"))?;
+        .map_err(|e| match verifier::tls::certificate_error(&e) {
+            Some(reason) => format!("POST {url}: {reason}"),
+            None => format!("POST {url}: {e}"),
+        })?;
     let status = response.status().as_u16();
     let mut reply = Vec::new();
     response

@@ -46,3 +46,5 @@ pub mod cli;
 pub mod grpc_routes;
 #[cfg(feature = "serve")]
 pub mod serving;
+#[cfg(feature = "serve")]
+pub mod tls;

@@ -15,6 +15,7 @@ use super::witness_policy::{WitnessArgs, WitnessPolicy};
 use crate::checkpoint::SignedCheckpoint;
 use crate::keys::VerifierKey;
 use crate::tiles::{HashTileSource, TileId, TileKind, TILE_WIDTH};
+use crate::tls::{certificate_error, ClientTls, ClientTlsArgs};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -49,9 +50,17 @@ pub struct ClientArgs {
     /// minimum).
     #[arg(long, value_name = "BYTES_PER_SECOND", default_value_t = 1024)]
     min_rate: u64,
+    #[command(flatten)]
+    tls: ClientTlsArgs,
 }
 
 impl ClientArgs {
+    /// What `https://` and gRPC over TLS trust and present: `--ca-file`,
+    /// `--client-cert`, `--client-key`.
+    pub fn tls(&self) -> Result<ClientTls, Failure> {
+        self.tls.load().map_err(Failure::unchecked)
+    }
+
     /// The limits, with the command's deadline counted from now.
     pub fn limits(&self) -> Result<Limits, Failure> {
         if self.timeout == 0 || self.request_timeout == 0 {
@@ -207,6 +216,7 @@ impl LogArgs {
     pub fn open(&self) -> Result<(Log, VerifierKey), Failure> {
         let key = verifier_key(&self.vkey)?;
         let log = Log::new(&self.log)?
+            .with_tls(&self.client.tls()?)
             .with_witness_policy(self.witnesses.policy()?)
             .with_limits(self.client.limits()?);
         Ok((log, key))
@@ -219,33 +229,39 @@ impl LogArgs {
 pub struct Log {
     base: String,
     agent: ureq::Agent,
+    tls: ClientTls,
     policy: WitnessPolicy,
     limits: Limits,
 }
 
 impl Log {
-    /// Parses `--log <url>`: `http://host:port[/prefix]`. Requests get the
+    /// Parses `--log <url>`: `https://host[:port][/prefix]`, or `http://`
+    /// for a log on loopback or behind a trusted network. `https://` trusts
+    /// the web PKI's roots until [`Log::with_tls`]. Requests get the
     /// default [`Limits`], with no deadline for the command.
     pub fn new(url: &str) -> Result<Self, Failure> {
         let base = url.trim_end_matches('/');
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(Failure::unchecked(format!(
-                "--log {url}: only http:// URLs are supported by this build"
+                "--log {url}: not an http:// or https:// URL"
             )));
         }
-        // A redirect could send the verifier anywhere, and a log has no
-        // reason to answer one: it is reported, not followed.
-        let agent = ureq::Agent::config_builder()
-            .max_redirects(0)
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        let tls = ClientTls::default();
         Ok(Self {
             base: base.to_owned(),
-            agent,
+            agent: agent(&tls),
+            tls,
             policy: WitnessPolicy::default(),
             limits: Limits::default(),
         })
+    }
+
+    /// Reaches an `https://` log with `tls`: a private CA instead of the
+    /// web PKI's roots, a client certificate.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Self {
+        self.agent = agent(tls);
+        self.tls = tls.clone();
+        self
     }
 
     /// Bounds every request to this log by `limits`.
@@ -280,7 +296,10 @@ impl Log {
         let budget = self.limits.budget()?;
         let failed = |e: ureq::Error| match e {
             ureq::Error::Timeout(_) => fail(&budget.exceeded()),
-            e => fail(&e),
+            e => match certificate_error(&e) {
+                Some(reason) => fail(&reason),
+                None => fail(&e),
+            },
         };
         let mut response = self
             .agent
@@ -467,14 +486,33 @@ pub async fn grpc(
     let fail = |e: &dyn std::fmt::Display| Failure::unchecked(format!("gRPC {}: {e}", log.url()));
     let budget = log.limits.budget()?;
     let endpoint = tonic::transport::Endpoint::from_shared(log.url().to_owned())
+        .map_err(|e| fail(&e))?;
+    let endpoint = log
+        .tls
+        .endpoint(endpoint)
         .map_err(|e| fail(&e))?
         .connect_timeout(budget.time)
         .timeout(log.limits.request);
     let channel = tokio::time::timeout(budget.time, endpoint.connect())
         .await
         .map_err(|_| fail(&budget.exceeded()))?
-        .map_err(|e| fail(&e))?;
+        .map_err(|e| match certificate_error(&e) {
+            Some(reason) => fail(&reason),
+            None => fail(&e),
+        })?;
     Ok(crate::proto::log_client::LogClient::new(channel))
+}
+
+/// The HTTP client for a log: `tls` for `https://`, and no redirects: a
+/// redirect could send the verifier anywhere, and a log has no reason to
+/// answer one, so it is reported, not followed.
+fn agent(tls: &ClientTls) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .tls_config(tls.http())
+        .build()
+        .new_agent()
 }
 
 /// Reads a verifier key given inline (`name+id+key`) or as a file holding one.

@@ -81,7 +81,8 @@ pub fn run(args: Args) -> Outcome {
     let key = signer_key(&args.key)?;
     let log = Log::new(&args.log)?
         .with_witness_policy(args.witnesses.policy()?)
-        .with_limits(args.client.limits()?);
+        .with_limits(args.client.limits()?)
+        .with_tls(&args.client.tls()?);
     let events = parse_events(&read_input(args.input.as_deref())?).map_err(Failure::unchecked)?;
     let signed = sign_all(&key, events)?;
     let answers = super::block_on(append(&log, &signed))?;

@@ -28,6 +28,7 @@ use crate::proto::gossip_client::GossipClient;
 use crate::proto::gossip_server::{Gossip, GossipServer};
 use crate::proto::{ExchangeRequest, ExchangeResponse};
 use crate::serving::{Limits, Server};
+use crate::tls::{ClientTls, Transport};
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -166,6 +167,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     service: GossipService,
     limits: Limits,
+    transport: Transport,
 ) -> Failure {
     let limits = Limits {
         request_timeout: limits.request_timeout.min(EXCHANGE_TIMEOUT),
@@ -179,7 +181,7 @@ pub async fn serve(
     )
     .into_axum_router();
     let router = crate::grpc_routes::with_not_found(crate::grpc_routes::calls_only(router));
-    Server::new(listener, limits)
+    Server::with_handshake(listener, transport, limits)
         .serve(router, std::future::pending())
         .await;
     Failure::unchecked("the gossip server stopped")
@@ -221,17 +223,20 @@ impl Peers {
     /// Parses the `--peer` URLs; connections are made on first use, so a
     /// peer that is not up yet is simply tried again next round. Needs a
     /// Tokio runtime.
-    pub fn new(urls: &[String]) -> Result<Self, Failure> {
+    pub fn new(urls: &[String], tls: &ClientTls) -> Result<Self, Failure> {
         let peers = urls
             .iter()
             .map(|url| {
                 let url = url.trim_end_matches('/').to_owned();
-                if !url.starts_with("http://") {
+                if !url.starts_with("http://") && !url.starts_with("https://") {
                     return Err(Failure::unchecked(format!(
-                        "--peer {url}: only http:// URLs are supported by this build"
+                        "--peer {url}: not an http:// or https:// URL"
                     )));
                 }
-                let channel = Endpoint::from_shared(url.clone())
+                let endpoint = Endpoint::from_shared(url.clone())
+                    .map_err(|e| Failure::unchecked(format!("--peer {url}: {e}")))?;
+                let channel = tls
+                    .endpoint(endpoint)
                     .map_err(|e| Failure::unchecked(format!("--peer {url}: {e}")))?
                     .connect_timeout(CONNECT_TIMEOUT)
                     .timeout(EXCHANGE_TIMEOUT)

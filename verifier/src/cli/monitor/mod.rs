@@ -65,6 +65,11 @@ pub struct Args {
     listen: SocketAddr,
     #[command(flatten)]
     limits: crate::serving::LimitArgs,
+    #[command(flatten)]
+    tls: crate::tls::TlsArgs,
+    /// How https:// logs and peers are reached.
+    #[command(flatten)]
+    client_tls: crate::tls::ClientTlsArgs,
     /// Gossip messages each peer address (an IPv6 /64 counts as one) may
     /// send per second once its burst is spent; more are answered
     /// RESOURCE_EXHAUSTED.
@@ -74,7 +79,8 @@ pub struct Args {
     /// --gossip-rate applies.
     #[arg(long, default_value_t = 60, value_name = "MESSAGES", value_parser = clap::value_parser!(u32).range(1..))]
     gossip_burst: u32,
-    /// Another monitor's gossip URL, http://host:port; repeatable.
+    /// Another monitor's gossip URL, http://host:port or https://host:port;
+    /// repeatable.
     #[arg(long = "peer")]
     peers: Vec<String>,
     /// Milliseconds between polls of the logs and gossip rounds.
@@ -133,6 +139,7 @@ fn follow_logs(args: &Args) -> Result<Vec<FollowedLog>, Failure> {
             intake::MAX_CHECKPOINTS
         )));
     }
+    let tls = args.client_tls.load().map_err(Failure::unchecked)?;
     let mut followed: Vec<FollowedLog> = Vec::new();
     for (url, vkey) in args.logs.iter().zip(&args.vkeys) {
         let key = verifier_key(vkey)?;
@@ -143,7 +150,7 @@ fn follow_logs(args: &Args) -> Result<Vec<FollowedLog>, Failure> {
                 other.url()
             )));
         }
-        followed.push(FollowedLog::open(Log::new(url)?, key, &args.state)?);
+        followed.push(FollowedLog::open(Log::new(url)?.with_tls(&tls), key, &args.state)?);
     }
     Ok(followed)
 }
@@ -186,7 +193,12 @@ fn announce_unresolved(alerts: &Alerts) -> Result<(), Failure> {
 /// Serves gossip and runs the poll-and-gossip loop until a split view
 /// stops it (without `--on-alert`), the server fails, or Ctrl-C.
 async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outcome {
-    let peers = Peers::new(&args.peers)?;
+    let client_tls = args.client_tls.load().map_err(Failure::unchecked)?;
+    let peers = Peers::new(&args.peers, &client_tls)?;
+    let transport = args
+        .tls
+        .transport(args.listen, None)
+        .map_err(Failure::unchecked)?;
     let (findings_tx, mut findings) = mpsc::unbounded_channel();
     let logs = Arc::new(Logs::new(followed, alerts, findings_tx));
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -205,6 +217,7 @@ async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outc
             },
         ),
         args.limits.limits(),
+        transport.clone(),
     ));
     tracing::info!(
         "following {} log(s), gossiping with {} peer(s) every {} ms",
@@ -212,6 +225,7 @@ async fn monitor(args: Args, followed: Vec<FollowedLog>, alerts: Alerts) -> Outc
         peers.len(),
         args.interval_ms
     );
+    println!("monitor: gossip on {}://{address}", transport.scheme());
     println!("listening on {address}");
     let _ = std::io::stdout().flush();
 

@@ -23,6 +23,7 @@ use super::outcome::{Failure, Outcome, Report};
 use crate::cosignature::CosignerSigningKey;
 use crate::keys::{SigningKey, VerifierKey};
 use crate::serving::{LimitArgs, Limits, Server};
+use crate::tls::TlsArgs;
 use cosigning::Witness;
 use serde_json::json;
 use std::io::Write as _;
@@ -55,6 +56,8 @@ pub struct Args {
     listen: SocketAddr,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Serves until SIGINT or SIGTERM; exits 2 without serving if a key or
@@ -69,7 +72,7 @@ pub fn run(args: Args) -> Outcome {
         .collect::<Result<Vec<_>, _>>()?;
     let witness = Witness::open(cosigner, log_keys, &args.state)?;
     let cosigner_key = witness.cosigner_key().to_string();
-    super::block_on(serve(witness, args.listen, args.limits.limits()))?;
+    super::block_on(serve(witness, args.listen, args.limits.limits(), &args.tls))?;
     Ok(Report {
         human: "witness: stopped".into(),
         json: json!({ "stopped": true, "cosigner_key": cosigner_key }),
@@ -77,7 +80,13 @@ pub fn run(args: Args) -> Outcome {
 }
 
 /// Binds, announces, and serves until a shutdown signal.
-async fn serve(witness: Witness, listen: SocketAddr, limits: Limits) -> Result<(), Failure> {
+async fn serve(
+    witness: Witness,
+    listen: SocketAddr,
+    limits: Limits,
+    tls: &TlsArgs,
+) -> Result<(), Failure> {
+    let transport = tls.transport(listen, None).map_err(Failure::unchecked)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| Failure::unchecked(format!("--listen {listen}: cannot bind: {e}")))?;
@@ -85,10 +94,11 @@ async fn serve(witness: Witness, listen: SocketAddr, limits: Limits) -> Result<(
         .local_addr()
         .map_err(|e| Failure::unchecked(format!("--listen {listen}: {e}")))?;
     println!("witness: cosigner key {}", witness.cosigner_key());
+    println!("witness: serving {}://{address}", transport.scheme());
     println!("listening on {address}");
     let _ = std::io::stdout().flush();
     tracing::info!(%address, "serving C2SP tlog-witness");
-    Server::new(listener, limits)
+    Server::with_handshake(listener, transport, limits)
         .serve(
             http::router(Arc::new(witness), REQUEST_TIMEOUT),
             crate::serving::shutdown_signal(),
