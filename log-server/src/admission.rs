@@ -5,11 +5,14 @@
 //! a submitter's key id is public, so a forger can send any number of
 //! well-formed events under it. Budgets, as token buckets:
 //!
-//! - **failed signature checks per connection**: each failure costs the
-//!   connection that sent it one token; when its bucket is empty, the
+//! - **failed signature checks per connection and per address**: each
+//!   failure costs the connection that sent it, and its peer address (an
+//!   IPv6 /64 as one), a token; when either bucket is empty, the
 //!   connection's further events are refused with `RESOURCE_EXHAUSTED`
-//!   before their signatures are checked. Failures are never charged to
-//!   the key id they claim, so a forger cannot spend its owner's budget;
+//!   before their signatures are checked. The address's bucket stops a
+//!   forger from opening a fresh connection for each fresh budget.
+//!   Failures are never charged to the key id they claim, so a forger
+//!   cannot spend its owner's budget;
 //! - **requests per connection**: every append call;
 //! - **events per key**: only events whose signature verified, so only the
 //!   key's holder spends it.
@@ -19,10 +22,11 @@
 //! lets [`Budgets`] forget connections without losing anything.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tonic::Status;
-use verifier::serving::ConnectionId;
+use verifier::serving::{peer_key, ConnectionId};
 
 /// The budgets' rates and bursts. Every field is a `log-server serve` flag.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -31,6 +35,11 @@ pub struct BudgetConfig {
     pub failures_per_second: f64,
     /// ... and at once.
     pub failure_burst: f64,
+    /// Failed signature checks all connections from one address may
+    /// cause per second.
+    pub address_failures_per_second: f64,
+    /// ... and at once.
+    pub address_failure_burst: f64,
     /// Append calls (`Append` or `AppendBatch`) per connection per second.
     pub requests_per_second: f64,
     /// ... and at once.
@@ -50,6 +59,8 @@ impl Default for BudgetConfig {
         Self {
             failures_per_second: 10.0,
             failure_burst: 100.0,
+            address_failures_per_second: 50.0,
+            address_failure_burst: 500.0,
             requests_per_second: 20_000.0,
             request_burst: 20_000.0,
             key_events_per_second: 50_000.0,
@@ -105,6 +116,10 @@ fn wait(missing: f64, rate: f64) -> Duration {
 struct ConnectionBudget {
     failures: Bucket,
     requests: Bucket,
+    /// Whether a signature from this connection ever failed. Only such a
+    /// connection can be refused for its address's failures, so an honest
+    /// client behind the same address as a forger keeps being served.
+    failed: bool,
 }
 
 /// Connections with budgets remembered before full ones are forgotten.
@@ -115,6 +130,7 @@ const PRUNE_AT: usize = 16_384;
 pub struct Budgets {
     config: BudgetConfig,
     connections: Mutex<HashMap<Option<u64>, ConnectionBudget>>,
+    addresses: Mutex<HashMap<IpAddr, Bucket>>,
     keys: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -124,6 +140,7 @@ impl Budgets {
         Self {
             config,
             connections: Mutex::default(),
+            addresses: Mutex::default(),
             keys: Mutex::default(),
         }
     }
@@ -150,6 +167,7 @@ impl Budgets {
             .or_insert_with(|| ConnectionBudget {
                 failures: Bucket::full(c.failure_burst, now),
                 requests: Bucket::full(c.request_burst, now),
+                failed: false,
             });
         f(budget, c, now)
     }
@@ -163,30 +181,74 @@ impl Budgets {
         .map_err(|retry| exhausted("requests", "this connection's append calls", retry))
     }
 
-    /// How many failed signature checks `connection` may still cause now;
-    /// zero is a refusal saying when to retry.
+    /// The failure bucket of `connection`'s address, refilled to now.
+    fn address<T>(
+        &self,
+        connection: Option<ConnectionId>,
+        f: impl FnOnce(&mut Bucket, &BudgetConfig) -> T,
+    ) -> Option<T> {
+        let address = peer_key(connection?.peer.ip());
+        let now = Instant::now();
+        let c = &self.config;
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        if addresses.len() >= PRUNE_AT {
+            addresses.retain(|_, b| {
+                b.refill(c.address_failures_per_second, c.address_failure_burst, now);
+                !b.is_full(c.address_failure_burst)
+            });
+        }
+        let bucket = addresses
+            .entry(address)
+            .or_insert_with(|| Bucket::full(c.address_failure_burst, now));
+        bucket.refill(c.address_failures_per_second, c.address_failure_burst, now);
+        Some(f(bucket, c))
+    }
+
+    /// How many failed signature checks `connection` may still cause now:
+    /// the lesser of its own and its address's budget, except that a
+    /// connection that never failed may always try one (its checks stop at
+    /// its first failure). Zero is a refusal saying when to retry.
     pub fn failures_allowed(&self, connection: Option<ConnectionId>) -> Result<u64, Status> {
-        self.connection(connection, |b, c, now| {
+        let by_address = self.address(connection, |b, c| {
+            if b.tokens >= 1.0 {
+                Ok(b.tokens as u64)
+            } else {
+                Err(wait(1.0 - b.tokens, c.address_failures_per_second))
+            }
+        });
+        let (by_connection, failed) = self.connection(connection, |b, c, now| {
             b.failures
                 .refill(c.failures_per_second, c.failure_burst, now);
-            if b.failures.tokens >= 1.0 {
+            let allowed = if b.failures.tokens >= 1.0 {
                 Ok(b.failures.tokens as u64)
             } else {
                 Err(wait(1.0 - b.failures.tokens, c.failures_per_second))
-            }
-        })
-        .map_err(failures_exhausted)
+            };
+            (allowed, b.failed)
+        });
+        let by_connection = by_connection.map_err(failures_exhausted)?;
+        match by_address {
+            None => Ok(by_connection),
+            Some(Ok(by_address)) => Ok(by_address.min(by_connection)),
+            Some(Err(_)) if !failed => Ok(1),
+            Some(Err(retry)) => Err(failures_exhausted(retry)),
+        }
     }
 
-    /// Charges `count` failed signature checks to `connection`.
+    /// Charges `count` failed signature checks to `connection` and its
+    /// address.
     pub fn charge_failures(&self, connection: Option<ConnectionId>, count: u64) {
         if count == 0 {
             return;
         }
+        self.address(connection, |b, _| {
+            b.tokens = (b.tokens - count as f64).max(0.0);
+        });
         self.connection(connection, |b, c, now| {
             b.failures
                 .refill(c.failures_per_second, c.failure_burst, now);
             b.failures.tokens = (b.failures.tokens - count as f64).max(0.0);
+            b.failed = true;
         });
     }
 
@@ -246,6 +308,8 @@ mod tests {
         Budgets::new(BudgetConfig {
             failures_per_second: 0.001,
             failure_burst: 3.0,
+            address_failures_per_second: 0.001,
+            address_failure_burst: 5.0,
             requests_per_second: 0.001,
             request_burst: 2.0,
             key_events_per_second: 0.001,
@@ -262,7 +326,31 @@ mod tests {
         assert_eq!(refusal.code(), tonic::Code::ResourceExhausted);
         assert!(refusal.message().starts_with("signature: "), "{refusal:?}");
         assert!(refusal.metadata().get("retry-after-ms").is_some());
-        assert_eq!(budgets.failures_allowed(connection(2)).unwrap(), 3);
+        let elsewhere = Some(ConnectionId {
+            id: 2,
+            peer: "192.0.2.1:1".parse().unwrap(),
+        });
+        assert_eq!(budgets.failures_allowed(elsewhere).unwrap(), 3);
+    }
+
+    #[test]
+    fn fresh_connections_from_one_address_share_its_failure_budget() {
+        let budgets = tight();
+        budgets.charge_failures(connection(1), 3);
+        assert_eq!(budgets.failures_allowed(connection(2)).unwrap(), 2);
+        budgets.charge_failures(connection(2), 2);
+        assert!(budgets.failures_allowed(connection(2)).is_err());
+        // A connection from the spent address that never failed may try
+        // one check: an honest neighbour is served, a forger pays a new
+        // connection for each forgery.
+        assert_eq!(budgets.failures_allowed(connection(3)).unwrap(), 1);
+        budgets.charge_failures(connection(3), 1);
+        assert!(budgets.failures_allowed(connection(3)).is_err());
+        let elsewhere = Some(ConnectionId {
+            id: 4,
+            peer: "192.0.2.1:1".parse().unwrap(),
+        });
+        assert_eq!(budgets.failures_allowed(elsewhere).unwrap(), 3);
     }
 
     #[test]

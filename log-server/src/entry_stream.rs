@@ -183,7 +183,7 @@ impl ReadGate {
     }
 
     fn take_peer_slot(&self, peer: IpAddr) -> Result<PeerSlot, Status> {
-        let peer = peer_key(peer);
+        let peer = verifier::serving::peer_key(peer);
         let mut peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
         let count = peers.entry(peer).or_insert(0);
         if *count >= self.limits.max_per_peer {
@@ -335,18 +335,6 @@ async fn expire_at(deadline: Instant, state: std::sync::Weak<Mutex<State>>) {
         if matches!(*state, State::Open(_)) {
             *state = State::Expired;
         }
-    }
-}
-
-/// The address a peer's reads are counted under: an IPv4 address, or the
-/// /64 an IPv6 address is in (one host usually holds a whole /64).
-fn peer_key(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V4(_) => peer,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
     }
 }
 

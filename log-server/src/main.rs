@@ -94,6 +94,14 @@ struct BudgetArgs {
     /// Failed signature checks one connection may cause at once.
     #[arg(long, default_value_t = BudgetConfig::default().failure_burst)]
     failed_signature_burst: f64,
+    /// Failed signature checks all connections from one address (an IPv6
+    /// /64) may cause per second.
+    #[arg(long, default_value_t = BudgetConfig::default().address_failures_per_second)]
+    address_failed_signatures_per_second: f64,
+    /// Failed signature checks all connections from one address may cause
+    /// at once.
+    #[arg(long, default_value_t = BudgetConfig::default().address_failure_burst)]
+    address_failed_signature_burst: f64,
     /// Append calls per connection per second.
     #[arg(long, default_value_t = BudgetConfig::default().requests_per_second)]
     appends_per_second: f64,
@@ -113,6 +121,8 @@ impl BudgetArgs {
         BudgetConfig {
             failures_per_second: self.failed_signatures_per_second.max(0.001),
             failure_burst: self.failed_signature_burst.max(1.0),
+            address_failures_per_second: self.address_failed_signatures_per_second.max(0.001),
+            address_failure_burst: self.address_failed_signature_burst.max(1.0),
             requests_per_second: self.appends_per_second.max(0.001),
             request_burst: self.append_burst.max(1.0),
             key_events_per_second: self.key_events_per_second.max(0.001),

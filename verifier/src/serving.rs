@@ -209,6 +209,21 @@ pub struct ConnectionId {
     pub peer: SocketAddr,
 }
 
+/// The address a peer's budgets and caps are counted under: an IPv4
+/// address, or the /64 an IPv6 address is in (one host usually holds a
+/// whole /64, so it cannot pick a fresh address for each connection or
+/// message). IPv4-mapped IPv6 addresses count as their IPv4 address.
+pub fn peer_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 /// What a running server counts, for logs, tests and metrics.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -783,6 +798,16 @@ mod tests {
         );
         assert_eq!(counters.refused.load(Ordering::Relaxed), 1);
         assert_eq!(counters.accepted.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_peer_is_its_ipv4_address_or_its_ipv6_slash_64() {
+        let key = |text: &str| peer_key(text.parse().unwrap()).to_string();
+        assert_eq!(key("192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
+        assert_eq!(key("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::");
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
     }
 
     #[test]

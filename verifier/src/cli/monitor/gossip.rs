@@ -29,7 +29,7 @@ use crate::proto::gossip_server::{Gossip, GossipServer};
 use crate::proto::{ExchangeRequest, ExchangeResponse};
 use crate::serving::{Limits, Server};
 use crate::tls::{ClientTls, Transport};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -121,7 +121,7 @@ impl Gossip for GossipService {
         request: Request<ExchangeRequest>,
     ) -> Result<Response<ExchangeResponse>, Status> {
         let peer = request.remote_addr();
-        let ip = peer.map(|addr| address_of(addr.ip()));
+        let ip = peer.map(|addr| crate::serving::peer_key(addr.ip()));
         if let Some(ip) = ip {
             self.admit(ip)?;
             let blocked = self
@@ -185,19 +185,6 @@ pub async fn serve(
         .serve(router, std::future::pending())
         .await;
     Failure::unchecked("the gossip server stopped")
-}
-
-/// The address a peer is limited by: its IP address, or for IPv6 its /64
-/// (one host usually holds a whole /64, so it cannot pick a fresh address
-/// for each message).
-fn address_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-            IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX)))
-        }
-        IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
-        v4 => v4,
-    }
 }
 
 /// The monitors this one calls each round.
@@ -340,12 +327,15 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:ffff:ffff:ffff:ffff".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(address_of(a), address_of(b));
-        assert_eq!(address_of(a), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
-        assert_ne!(address_of(a), address_of(other));
+        assert_eq!(crate::serving::peer_key(a), crate::serving::peer_key(b));
+        assert_eq!(
+            crate::serving::peer_key(a),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(crate::serving::peer_key(a), crate::serving::peer_key(other));
         let v4: IpAddr = "192.0.2.7".parse().unwrap();
-        assert_eq!(address_of(v4), v4);
+        assert_eq!(crate::serving::peer_key(v4), v4);
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(address_of(mapped), v4);
+        assert_eq!(crate::serving::peer_key(mapped), v4);
     }
 }
