@@ -117,12 +117,10 @@ impl CertFiles {
             None => builder.with_no_client_auth(),
             Some(path) => {
                 let roots = root_store("--client-ca", path)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider(),
-                )
-                .build()
-                .map_err(|e| format!("--client-ca {}: {e}", path.display()))?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                        .build()
+                        .map_err(|e| format!("--client-ca {}: {e}", path.display()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -369,15 +367,18 @@ impl ClientTlsArgs {
             None => None,
             Some(path) => {
                 root_store("--ca-file", path)?;
-                Some(std::fs::read(path).map_err(|e| format!("--ca-file {}: {e}", path.display()))?)
+                Some(
+                    std::fs::read(path)
+                        .map_err(|e| format!("--ca-file {}: {e}", path.display()))?,
+                )
             }
         };
         let identity = match (&self.client_cert, &self.client_key) {
             (Some(cert), Some(key)) => {
                 read_certificates("--client-cert", cert)?;
                 read_key("--client-key", key)?;
-                let key_pem = crate::files::read_secret(key)
-                    .map_err(|e| format!("--client-key: {e}"))?;
+                let key_pem =
+                    crate::files::read_secret(key).map_err(|e| format!("--client-key: {e}"))?;
                 let cert_pem = std::fs::read(cert)
                     .map_err(|e| format!("--client-cert {}: {e}", cert.display()))?;
                 Some((cert_pem, key_pem.into_bytes()))
@@ -425,7 +426,9 @@ impl ClientTls {
     /// The same trust for an HTTP client (ureq), which uses the web PKI's
     /// roots when no private CA is given.
     pub fn http(&self) -> ureq::tls::TlsConfig {
-        use ureq::tls::{parse_pem, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider};
+        use ureq::tls::{
+            parse_pem, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig, TlsProvider,
+        };
         let certificates = |pem: &[u8]| {
             parse_pem(pem)
                 .filter_map(|item| match item {
@@ -442,7 +445,8 @@ impl ClientTls {
             // Both were parsed when loaded.
             if let Ok(key) = PrivateKey::from_pem(key) {
                 let key = key.to_owned();
-                config = config.client_cert(Some(ClientCert::new_with_certs(&certificates(cert), key)));
+                config =
+                    config.client_cert(Some(ClientCert::new_with_certs(&certificates(cert), key)));
             }
         }
         config.build()
@@ -494,9 +498,19 @@ pub fn certificate_error(error: &(dyn std::error::Error + 'static)) -> Option<St
 
 /// One line on a TLS error.
 pub fn explain(error: &rustls::Error) -> String {
+    use rustls::AlertDescription as Alert;
     use rustls::CertificateError as E;
-    let rustls::Error::InvalidCertificate(certificate) = error else {
-        return format!("TLS: {error}");
+    let certificate = match error {
+        rustls::Error::InvalidCertificate(certificate) => certificate,
+        rustls::Error::AlertReceived(Alert::CertificateRequired) => {
+            return "TLS: the server requires a client certificate (--client-cert and \
+                    --client-key)"
+                .into()
+        }
+        rustls::Error::AlertReceived(
+            Alert::BadCertificate | Alert::UnknownCA | Alert::CertificateExpired,
+        ) => return format!("TLS: the server refused the client certificate ({error})"),
+        _ => return format!("TLS: {error}"),
     };
     let reason = match certificate {
         E::Expired | E::ExpiredContext { .. } => "the server's certificate has expired".into(),

@@ -322,7 +322,21 @@ impl Log {
                      does not follow"
                 )));
             }
-            status => return Err(fail(&format!("HTTP {status}"))),
+            status => {
+                // The server's one-line reason, such as a TLS port's
+                // answer to plain HTTP; no more than a line is read.
+                let mut reason = Vec::new();
+                let _ = response
+                    .body_mut()
+                    .as_reader()
+                    .take(256)
+                    .read_to_end(&mut reason);
+                let reason = String::from_utf8_lossy(&reason);
+                return Err(fail(&match reason.lines().next().map(str::trim) {
+                    Some(line) if !line.is_empty() => format!("HTTP {status}: {line}"),
+                    _ => format!("HTTP {status}"),
+                }));
+            }
         }
         let too_large = || fail(&format!("the answer is larger than {cap} bytes; not read"));
         let declared = response
@@ -356,16 +370,45 @@ impl Log {
     }
 
     /// Runs one gRPC call under the per-request deadline and what is left
-    /// of the command's; the call's own status is the caller's to judge.
+    /// of the command's; the call's own status is the caller's to judge,
+    /// except a TLS failure (with TLS 1.3 a refused client certificate
+    /// shows only at the first call), which fails the command.
     pub async fn rpc<T>(
         &self,
         what: &str,
         call: impl std::future::Future<Output = Result<T, tonic::Status>>,
     ) -> Result<Result<T, tonic::Status>, Failure> {
         let budget = self.limits.budget()?;
-        tokio::time::timeout(budget.time, call).await.map_err(|_| {
+        let answer = tokio::time::timeout(budget.time, call).await.map_err(|_| {
             Failure::unchecked(format!("{what} on {}: {}", self.base, budget.exceeded()))
-        })
+        })?;
+        if let Err(status) = &answer {
+            let reason = certificate_error(status).or_else(|| {
+                connection_failed(status)
+                    .then(|| self.tls_refusal())
+                    .flatten()
+            });
+            if let Some(reason) = reason {
+                return Err(Failure::unchecked(format!("{what} on {}: {reason}", self.base)));
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Why the log refuses TLS connections, if it does. A gRPC call on a
+    /// refused connection reports only "connection closed": with TLS 1.3
+    /// the server refuses a client certificate after the handshake, and
+    /// the gRPC client drops its alert. One HTTPS request reads it.
+    fn tls_refusal(&self) -> Option<String> {
+        if !self.base.starts_with("https://") {
+            return None;
+        }
+        let url = format!("{}/checkpoint", self.base);
+        let request = self.agent.get(&url).config();
+        match request.timeout_global(Some(self.limits.request)).build().call() {
+            Err(e) => certificate_error(&e),
+            Ok(_) => None,
+        }
     }
 
     /// Holds a stream that has delivered `received` bytes since `started`
@@ -485,8 +528,8 @@ pub async fn grpc(
 ) -> Result<crate::proto::log_client::LogClient<tonic::transport::Channel>, Failure> {
     let fail = |e: &dyn std::fmt::Display| Failure::unchecked(format!("gRPC {}: {e}", log.url()));
     let budget = log.limits.budget()?;
-    let endpoint = tonic::transport::Endpoint::from_shared(log.url().to_owned())
-        .map_err(|e| fail(&e))?;
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(log.url().to_owned()).map_err(|e| fail(&e))?;
     let endpoint = log
         .tls
         .endpoint(endpoint)
@@ -501,6 +544,19 @@ pub async fn grpc(
             None => fail(&e),
         })?;
     Ok(crate::proto::log_client::LogClient::new(channel))
+}
+
+/// Whether a gRPC call failed because its connection did (rather than
+/// being answered with a status).
+fn connection_failed(status: &tonic::Status) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(error) = next {
+        if error.is::<tonic::transport::Error>() {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// The HTTP client for a log: `tls` for `https://`, and no redirects: a
