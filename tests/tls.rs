@@ -453,3 +453,80 @@ async fn sighup_reloads_the_certificate_while_an_open_connection_keeps_appending
     assert!(appended >= 2, "{appended}");
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
+
+#[test]
+fn a_witness_over_tls_cosigns_for_a_log_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"), "test private CA");
+    let ca = pki.ca_file();
+    let data = dir.path().join("log");
+    // The witness needs the log's key, and the log the witness's address.
+    let origin = ["--origin", "log.example.test/tls-witnessed"];
+    assert!(LogServer::start(&data, &origin).interrupt().success());
+
+    let witness_key = dir.path().join("witness.key");
+    let keygen = run_verifier(&[
+        "keygen",
+        "--name",
+        "witness.example/tls",
+        "--out",
+        &text(&witness_key),
+        "--cosigner",
+    ]);
+    assert_eq!(keygen.code, Some(0), "{keygen:?}");
+    let cosigner = keygen.stdout.trim().to_owned();
+    let state = dir.path().join("witness-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let witness_cert = pki.issue("witness", &["localhost"], false);
+    let witness = tlog_e2e::Daemon::start(
+        "verifier",
+        &[
+            "witness",
+            "--key",
+            &text(&witness_key),
+            "--state",
+            &text(&state),
+            "--log",
+            &text(&data.join("log.vkey")),
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &text(&witness_cert.cert),
+            "--tls-key",
+            &text(&witness_cert.key),
+        ],
+    );
+    std::fs::write(
+        data.join("witnesses"),
+        format!("{cosigner} https://localhost:{}\n", witness.addr.port()),
+    )
+    .unwrap();
+
+    let log_cert = pki.issue("log", &["localhost"], false);
+    let server = tls_log(&data, &log_cert, &["--ca-file", &ca]);
+    let (url, key) = (https(&server), text(&data.join("submitter.key")));
+    let events = events_file(dir.path());
+    // `--witness` waits for a checkpoint the witness cosigned over TLS.
+    let submitted = verify(
+        "submit",
+        &server,
+        &url,
+        &[
+            "--key",
+            &key,
+            "--ca-file",
+            &ca,
+            "--witness",
+            &cosigner,
+            &events,
+        ],
+    );
+    assert_eq!(submitted.code, Some(0), "{submitted:?}");
+    let checkpoint = verify(
+        "checkpoint",
+        &server,
+        &url,
+        &["--ca-file", &ca, "--witness", &cosigner],
+    );
+    assert_eq!(checkpoint.code, Some(0), "{checkpoint:?}");
+}

@@ -108,21 +108,19 @@ fn parse_line(line: &str) -> Result<Witness, String> {
     })
 }
 
-/// Checks a submission prefix: `http://host[:port][/path]`, with no query
-/// or fragment, returned without a trailing `/`.
+/// Checks a submission prefix: `https://host[:port][/path]` (or
+/// `http://`), with no query or fragment, returned without a trailing `/`.
 fn parse_url(url: &str) -> Result<String, String> {
-    if url.starts_with("https://") {
-        return Err(format!(
-            "URL {url}: this build speaks plain http:// only; reach an HTTPS witness \
-             through a local proxy"
-        ));
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("URL {url}: expected http://host[:port][/path]"));
+    let expected = || format!("URL {url}: expected https://host[:port][/path] or http://…");
+    let Some(rest) = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+    else {
+        return Err(expected());
     };
     let host = rest.split('/').next().unwrap_or_default();
     if host.is_empty() || host.contains('@') {
-        return Err(format!("URL {url}: expected http://host[:port][/path]"));
+        return Err(expected());
     }
     if url.contains(['?', '#']) {
         return Err(format!(
@@ -184,9 +182,13 @@ mod tests {
             ),
             ("nonsense http://a.example\n".to_owned(), "cosigner"),
             (format!("{log_key} http://a.example\n"), "0x01"),
-            (format!("{} a.example:80\n", vkey(1)), "expected http://"),
-            (format!("{} https://a.example\n", vkey(1)), "plain http://"),
-            (format!("{} http:///x\n", vkey(1)), "expected http://"),
+            (format!("{} a.example:80\n", vkey(1)), "expected https://"),
+            (
+                format!("{} ftp://a.example\n", vkey(1)),
+                "expected https://",
+            ),
+            (format!("{} https:///x\n", vkey(1)), "expected https://"),
+            (format!("{} http:///x\n", vkey(1)), "expected https://"),
             (format!("{} http://a.example/?x=1\n", vkey(1)), "query"),
             (
                 format!(
