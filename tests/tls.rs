@@ -530,3 +530,58 @@ fn a_witness_over_tls_cosigns_for_a_log_over_tls() {
     );
     assert_eq!(checkpoint.code, Some(0), "{checkpoint:?}");
 }
+
+#[test]
+fn monitors_follow_a_log_and_gossip_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"), "test private CA");
+    let ca = pki.ca_file();
+    let log_cert = pki.issue("log", &["localhost"], false);
+    let server = tls_log(&dir.path().join("log"), &log_cert, &[]);
+    let monitor_cert = pki.issue("monitor", &["localhost"], false);
+    let start = |name: &str, peer: Option<String>| {
+        let mut args = vec![
+            "monitor".to_owned(),
+            "--log".into(),
+            https(&server),
+            "--vkey".into(),
+            text(&server.data_dir.join("log.vkey")),
+            "--state".into(),
+            text(&dir.path().join(name)),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--interval-ms".into(),
+            "200".into(),
+            "--ca-file".into(),
+            ca.clone(),
+            "--tls-cert".into(),
+            text(&monitor_cert.cert),
+            "--tls-key".into(),
+            text(&monitor_cert.key),
+        ];
+        if let Some(peer) = peer {
+            args.extend(["--peer".into(), peer]);
+        }
+        tlog_e2e::Daemon::start("verifier", &args)
+    };
+    let first = start("first", None);
+    let second = start(
+        "second",
+        Some(format!("https://localhost:{}", first.addr.port())),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !second.stderr().contains("1 of 1 peers answered") {
+        assert!(
+            Instant::now() < deadline,
+            "no gossip over TLS within 60 s:\n{}\n---\n{}",
+            second.stderr(),
+            first.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        second.stderr().contains("verified checkpoint"),
+        "{}",
+        second.stderr()
+    );
+}
