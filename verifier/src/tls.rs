@@ -531,3 +531,59 @@ pub fn explain(error: &rustls::Error) -> String {
     };
     format!("TLS: {reason}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain(insecure_plain_http: bool) -> TlsArgs {
+        TlsArgs {
+            insecure_plain_http,
+            ..TlsArgs::default()
+        }
+    }
+
+    #[test]
+    fn plain_http_is_the_default_on_loopback_only() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let v6_loopback: SocketAddr = "[::1]:0".parse().unwrap();
+        let public: SocketAddr = "0.0.0.0:443".parse().unwrap();
+        for listen in [loopback, v6_loopback] {
+            let transport = plain(false).transport(listen, None).unwrap();
+            assert_eq!(transport.scheme(), "http");
+        }
+        let refused = plain(false).transport(public, None).err().unwrap();
+        assert!(refused.contains("--insecure-plain-http"), "{refused}");
+        let allowed = plain(true).transport(public, None).unwrap();
+        assert_eq!(allowed.scheme(), "http");
+    }
+
+    #[test]
+    fn a_client_ca_needs_a_certificate_of_the_server() {
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let refused = plain(false)
+            .transport(loopback, Some(Path::new("ca.pem")))
+            .err()
+            .unwrap();
+        assert!(
+            refused.contains("--client-ca needs --tls-cert"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn certificate_errors_are_named() {
+        use rustls::CertificateError as E;
+        let named = |e: E| explain(&rustls::Error::InvalidCertificate(e));
+        assert!(named(E::Expired).contains("expired"));
+        assert!(named(E::NotValidForName).contains("wrong name"));
+        assert!(named(E::UnknownIssuer).contains("unknown issuer"));
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(E::UnknownIssuer),
+        );
+        let reason = certificate_error(&wrapped).unwrap();
+        assert!(reason.contains("unknown issuer"), "{reason}");
+        assert_eq!(certificate_error(&std::io::Error::other("reset")), None);
+    }
+}
