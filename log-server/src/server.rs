@@ -103,8 +103,8 @@ pub async fn serve(options: ServeOptions) -> Result<(), ServeError> {
         data.key.clone(),
         options.batching,
     ));
-    let collector = witnesses
-        .and_then(|list| start_collector(&log, &data.origin, list, &options.witness_tls));
+    let collector =
+        witnesses.and_then(|list| start_collector(&log, &data.origin, list, &options.witness_tls));
     let service = LogService::new(
         Arc::clone(&log),
         Arc::clone(&sequencer),

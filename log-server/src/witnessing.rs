@@ -39,8 +39,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
 use verifier::checkpoint::{Checkpoint, SignedCheckpoint};
-use verifier::tls::ClientTls;
 use verifier::cosignature::{add_cosignatures, Cosignature};
+use verifier::tls::ClientTls;
 use verifier::witness_protocol::{
     parse_cosignatures, parse_size, AddCheckpointRequest, AddCheckpointStatus, MAX_RESPONSE_BYTES,
 };

@@ -389,7 +389,10 @@ impl Log {
                     .flatten()
             });
             if let Some(reason) = reason {
-                return Err(Failure::unchecked(format!("{what} on {}: {reason}", self.base)));
+                return Err(Failure::unchecked(format!(
+                    "{what} on {}: {reason}",
+                    self.base
+                )));
             }
         }
         Ok(answer)
@@ -405,7 +408,11 @@ impl Log {
         }
         let url = format!("{}/checkpoint", self.base);
         let request = self.agent.get(&url).config();
-        match request.timeout_global(Some(self.limits.request)).build().call() {
+        match request
+            .timeout_global(Some(self.limits.request))
+            .build()
+            .call()
+        {
             Err(e) => certificate_error(&e),
             Ok(_) => None,
         }

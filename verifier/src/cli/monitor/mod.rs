@@ -150,7 +150,11 @@ fn follow_logs(args: &Args) -> Result<Vec<FollowedLog>, Failure> {
                 other.url()
             )));
         }
-        followed.push(FollowedLog::open(Log::new(url)?.with_tls(&tls), key, &args.state)?);
+        followed.push(FollowedLog::open(
+            Log::new(url)?.with_tls(&tls),
+            key,
+            &args.state,
+        )?);
     }
     Ok(followed)
 }
