@@ -129,10 +129,12 @@ impl Witness {
                 .unwrap_or_else(|| panic!("unexpected first line {first:?}")),
         )
         .unwrap();
-        let second = lines.recv_timeout(DEADLINE).expect("the listening line");
-        let addr = second
+        let serving = lines.recv_timeout(DEADLINE).expect("the serving line");
+        assert!(serving.starts_with("witness: serving http://"), "{serving}");
+        let listening = lines.recv_timeout(DEADLINE).expect("the listening line");
+        let addr = listening
             .strip_prefix("listening on ")
-            .unwrap()
+            .unwrap_or_else(|| panic!("unexpected line {listening:?}"))
             .parse()
             .unwrap();
         Self {
