@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tlog_e2e::{append_mixed, binary, http_get, run_verifier, LogServer, Run};
+use tlog_e2e::{append_mixed, binary, http_get, run_verifier, submitters_file, LogServer, Run};
 use verifier::checkpoint::Checkpoint;
 use verifier::keys::SigningKey;
 use verifier::merkle::Hash;
@@ -293,11 +293,6 @@ fn silence_ends_at_the_request_deadline_and_the_command_deadline() {
 }
 
 /// Writes a submitters file holding `key`'s verifier key.
-fn submitters_file(path: &Path, key: &SigningKey) -> String {
-    std::fs::write(path, format!("{}\n", key.verifier_key())).unwrap();
-    path.display().to_string()
-}
-
 /// `verifier audit` of the log behind `proxy`.
 fn audit(proxy: &Hostile, log: &LogServer, state: &Path, submitters: &str) -> Run {
     let vkey = log.data_dir.join("log.vkey").display().to_string();
@@ -332,7 +327,7 @@ async fn audit_compares_every_hash_tile_with_the_entries() {
         &["--origin", "log.example.test/hostile-tiles"],
     );
     let operator = log.submitter_key();
-    let submitters = submitters_file(&dir.path().join("submitters"), &operator);
+    let submitters = submitters_file(&dir.path().join("submitters"), &[&operator]);
     append_mixed(&log, &operator, 0..300).await;
 
     let flipped = proxy(&log, |path, body| {

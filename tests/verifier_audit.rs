@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 use std::path::Path;
-use tlog_e2e::{append_mixed, run_verifier, LogServer, Run};
+use tlog_e2e::{append_mixed, run_verifier, submitters_file, LogServer, Run};
 use verifier::audit::AuditState;
 use verifier::keys::SigningKey;
 
@@ -13,15 +13,6 @@ use verifier::keys::SigningKey;
 const ENTRIES: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("entries");
 
 /// Writes a submitters file holding `keys`' verifier keys.
-fn submitters_file(path: &Path, keys: &[&SigningKey]) -> String {
-    let lines: String = keys
-        .iter()
-        .map(|k| format!("{}\n", k.verifier_key()))
-        .collect();
-    std::fs::write(path, format!("# submitters the auditor accepts\n{lines}")).unwrap();
-    path.display().to_string()
-}
-
 /// Runs `verifier --json audit` against `server` with `extra` arguments.
 fn audit(server: &LogServer, state: &Path, submitters: &str, extra: &[&str]) -> Run {
     let (url, vkey) = (server.url(), server.data_dir.join("log.vkey"));

@@ -517,3 +517,14 @@ pub fn sign_bytes(key: &SigningKey, event: Vec<u8>) -> verifier::proto::SignedEv
         signature,
     }
 }
+
+/// Writes an auditor's submitter list (one verifier key per line) to
+/// `path` and returns the path as an argument.
+pub fn submitters_file(path: &Path, keys: &[&SigningKey]) -> String {
+    let lines: String = keys
+        .iter()
+        .map(|k| format!("{}\n", k.verifier_key()))
+        .collect();
+    std::fs::write(path, format!("# submitters the auditor accepts\n{lines}")).unwrap();
+    path.display().to_string()
+}

@@ -286,6 +286,7 @@ impl<H: Handshake> Server<H> {
         let mut connections = JoinSet::new();
         let mut next_id = 0u64;
         let mut refusals = RefusalLog::default();
+        let local = listener.local_addr().ok();
         tokio::pin!(shutdown);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -315,7 +316,7 @@ impl<H: Handshake> Server<H> {
             next_id += 1;
             let connection = Connection {
                 id: ConnectionId { id: next_id, peer },
-                local: listener.local_addr().ok(),
+                local,
                 limits,
                 counters: Arc::clone(&counters),
             };
